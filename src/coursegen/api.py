@@ -1,0 +1,108 @@
+"""JSON endpoints. Handlers validate, call the runner or the store, and shape the answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from coursegen.errors import NotFound
+from coursegen.render import render_markdown
+from coursegen.services import services_of
+from coursegen.validation import (
+    parse_generate,
+    parse_id,
+    parse_idempotency_key,
+    parse_job_id,
+    read_json_object,
+)
+
+
+def _generate_answer(course: dict[str, Any], provider: str) -> dict[str, Any]:
+    count = len(course["lessons"])
+    lessons = "1 lesson is" if count == 1 else f"{count} lessons are"
+    demo = " (demo provider: sample content written offline)" if provider == "demo" else ""
+    return {
+        "success": True,
+        "course_id": course["id"],
+        "job_id": course["job"]["job_id"],
+        "message": f"Course created; {lessons} being written{demo}.",
+        "course": course,
+    }
+
+
+async def generate(request: Request) -> JSONResponse:
+    services = services_of(request)
+    topic, lessons = parse_generate(await read_json_object(request))
+    key = parse_idempotency_key(request)
+    course = await services.runner.generate(topic, lessons, key)
+    return JSONResponse(_generate_answer(course, services.provider.name), status_code=201)
+
+
+async def list_courses(request: Request) -> JSONResponse:
+    courses, last_event_id = await services_of(request).store.list_courses()
+    return JSONResponse({"courses": courses, "last_event_id": last_event_id})
+
+
+async def get_course(request: Request) -> JSONResponse:
+    course = await services_of(request).store.get_course(parse_id(request.path_params["id"]))
+    if course is None:
+        raise NotFound("no such course")
+    return JSONResponse(course)
+
+
+async def delete_course(request: Request) -> Response:
+    await services_of(request).runner.delete_course(parse_id(request.path_params["id"]))
+    return Response(status_code=204)
+
+
+async def get_lesson(request: Request) -> JSONResponse:
+    lesson = await services_of(request).store.get_lesson(parse_id(request.path_params["id"]))
+    if lesson is None:
+        raise NotFound("no such lesson")
+    content = lesson["content"]
+    lesson["content_html"] = render_markdown(content) if content is not None else None
+    return JSONResponse(lesson)
+
+
+async def retry_lesson(request: Request) -> JSONResponse:
+    lesson_id = parse_id(request.path_params["id"])
+    job_id = await services_of(request).runner.retry_lesson(lesson_id)
+    return JSONResponse(
+        {"lesson_id": lesson_id, "job_id": job_id, "content_status": "pending"}, status_code=202
+    )
+
+
+async def job_progress(request: Request) -> JSONResponse:
+    progress = await services_of(request).store.get_progress(
+        parse_job_id(request.path_params["job_id"])
+    )
+    if progress is None:
+        raise NotFound("no such job")
+    return JSONResponse(progress)
+
+
+async def retry_job(request: Request) -> JSONResponse:
+    job_id = parse_job_id(request.path_params["job_id"])
+    retried = await services_of(request).runner.retry_job(job_id)
+    return JSONResponse({"job_id": job_id, "retried": retried}, status_code=202)
+
+
+async def cancel_job(request: Request) -> JSONResponse:
+    job_id = parse_job_id(request.path_params["job_id"])
+    progress = await services_of(request).runner.cancel(job_id)
+    return JSONResponse(progress, status_code=202)
+
+
+async def health(request: Request) -> JSONResponse:
+    services = services_of(request)
+    return JSONResponse(
+        {
+            "status": "ok",
+            "provider": services.provider.name,
+            "model": services.provider.model,
+            "concurrency": services.settings.concurrency,
+            "active_jobs": await services.store.count_running_jobs(),
+        }
+    )

@@ -1,0 +1,79 @@
+"""The command line: `coursegen serve`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import uvicorn
+
+from coursegen.settings import SPECS, Settings, SettingsError, SettingSpec
+
+# Long enough to finish a response, short enough that Ctrl-C feels immediate.
+GRACEFUL_SHUTDOWN_SECONDS = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="coursegen", description="Self-hosted course generator written by Claude."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="run the web service",
+        description="Run the web service. Every flag can also be set by its environment "
+        "variable; a flag wins. ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL are read by the "
+        "Anthropic SDK itself.",
+    )
+    for spec in SPECS:
+        serve.add_argument(
+            spec.flag,
+            dest=spec.field,
+            metavar=spec.env,
+            type=_flag_parser(spec),
+            help=f"{spec.help} (env {spec.env}; default: {spec.default})",
+        )
+    return parser
+
+
+def _flag_parser(spec: SettingSpec) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        try:
+            return spec.parse(raw, spec.flag)
+        except SettingsError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    overrides = {spec.field: getattr(args, spec.field) for spec in SPECS}
+    try:
+        settings = Settings.from_env(os.environ, overrides)
+    except SettingsError as exc:
+        sys.exit(f"coursegen: {exc}")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    serve(settings)
+
+
+def serve(settings: Settings) -> None:
+    from coursegen.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        log_level="info",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    print(f"coursegen: serving on http://{settings.host}:{settings.port}/", flush=True)
+    server.run()

@@ -1,0 +1,235 @@
+"""The job runner: writes lessons as asyncio tasks in the server's own event loop.
+
+One semaphore bounds the lesson calls in flight across every job. Each running
+job has one driver task that claims its lessons in course order, one per free
+slot, and starts a task per lesson call. All state lives in the database; the
+runner holds only the tasks, so a restart resumes from the database alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from coursegen.errors import Conflict, ProviderError, ShuttingDown, TooManyJobs
+from coursegen.providers.base import Provider
+from coursegen.settings import Settings
+from coursegen.store import ClaimedLesson, CourseOutline, Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Driver:
+    task: asyncio.Task[None] | None = None
+    # Set when lessons were queued while the driver may already have found none.
+    again: bool = False
+
+
+class JobRunner:
+    """Starts, resumes, retries and cancels jobs; admits new ones up to the limit."""
+
+    def __init__(self, store: Store, provider: Provider, settings: Settings) -> None:
+        self._store = store
+        self._provider = provider
+        self._timeout = settings.lesson_timeout
+        self._max_active_jobs = settings.max_active_jobs
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._drivers: dict[str, _Driver] = {}
+        self._calls: dict[str, set[asyncio.Task[None]]] = {}
+        self._admitting = 0
+        self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._closing = False
+
+    async def start(self) -> None:
+        """Resume every job left running, e.g. by a crash: nothing in flight survived it."""
+        running = await self._store.requeue_in_flight()
+        if running:
+            logger.info("resuming %d running job(s)", len(running))
+        for job_id in running:
+            self.kick(job_id)
+
+    async def close(self) -> None:
+        """Stop all work; lessons in flight go back to `pending`, to resume on next start."""
+        self._closing = True
+        await self._stop(list(self._drivers) + list(self._calls))
+        await self._store.requeue_in_flight()
+
+    # -- what the API asks for ------------------------------------------------------------
+
+    async def generate(
+        self, topic: str, lessons: int | None, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Ask for the outline, store the course and start its job; return the course."""
+        if self._closing:
+            raise ShuttingDown("the server is shutting down; try again in a moment")
+        if idempotency_key is None:
+            return await self._create(topic, lessons, None)
+        fingerprint = json.dumps([topic, lessons])
+        # Requests with one key wait for each other, so only the first calls the model.
+        async with self._key_lock(idempotency_key):
+            stored = await self._store.idempotent_answer(idempotency_key)
+            if stored is not None:
+                if stored[0] != fingerprint:
+                    raise Conflict("this Idempotency-Key was already used for another request")
+                return stored[1]
+            return await self._create(topic, lessons, (idempotency_key, fingerprint))
+
+    async def retry_lesson(self, lesson_id: int) -> str:
+        job_id = await self._store.retry_lesson(lesson_id)
+        self.kick(job_id)
+        return job_id
+
+    async def retry_job(self, job_id: str) -> int:
+        retried = await self._store.retry_job(job_id)
+        self.kick(job_id)
+        return retried
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a running job: first in the database, so no new lesson starts, then its calls."""
+        progress = await self._store.cancel_job(job_id)
+        await self._stop([job_id])
+        return progress
+
+    async def delete_course(self, course_id: int) -> None:
+        course = await self._store.get_course(course_id)
+        job = course["job"] if course else None
+        if job and job["status"] == "running":
+            with contextlib.suppress(Conflict):  # it finished meanwhile: nothing to stop
+                await self.cancel(job["job_id"])
+        await self._store.delete_course(course_id)
+
+    # -- running --------------------------------------------------------------------------
+
+    def kick(self, job_id: str) -> None:
+        """Make sure a driver is generating the job's pending lessons."""
+        if self._closing:
+            return
+        driver = self._drivers.get(job_id)
+        if driver is not None:
+            driver.again = True
+            return
+        driver = self._drivers[job_id] = _Driver()
+        driver.task = asyncio.create_task(self._drive(job_id, driver), name=f"job {job_id}")
+
+    async def _create(
+        self, topic: str, lessons: int | None, idempotency: tuple[str, str] | None
+    ) -> dict[str, Any]:
+        if await self._store.count_running_jobs() + self._admitting >= self._max_active_jobs:
+            raise TooManyJobs(
+                f"{self._max_active_jobs} courses are being written already; "
+                "wait for one to finish, or cancel one"
+            )
+        self._admitting += 1
+        try:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    outline = await self._provider.generate_outline(topic, lessons)
+            except TimeoutError:
+                raise ProviderError(
+                    f"the model provider timed out after {self._timeout:g} s writing the outline; "
+                    "try again"
+                ) from None
+            course, created = await self._store.create_course(
+                topic, outline, idempotency=idempotency
+            )
+        finally:
+            self._admitting -= 1
+        if created:
+            self.kick(course["job"]["job_id"])
+        return course
+
+    async def _drive(self, job_id: str, driver: _Driver) -> None:
+        try:
+            course = await self._store.course_outline(job_id)
+            while course is not None:
+                await self._slots.acquire()
+                try:
+                    lesson = await self._store.claim_next_lesson(job_id)
+                except BaseException:
+                    self._slots.release()
+                    raise
+                if lesson is None:
+                    self._slots.release()
+                    if not driver.again:
+                        break
+                    driver.again = False
+                    continue
+                call = asyncio.create_task(
+                    self._write(job_id, course, lesson), name=f"lesson {lesson.id}"
+                )
+                calls = self._calls.setdefault(job_id, set())
+                calls.add(call)
+                call.add_done_callback(lambda done: self._call_done(job_id, done))
+        except Exception:
+            logger.exception("the driver of job %s failed", job_id)
+            await self._store.fail_job(job_id, "an internal error stopped this job; retry it")
+        finally:
+            # Checked and dropped with no await between, so a kick() cannot slip in.
+            if self._drivers.get(job_id) is driver:
+                del self._drivers[job_id]
+
+    async def _write(self, job_id: str, course: CourseOutline, lesson: ClaimedLesson) -> None:
+        content: str | None = None
+        error: str | None = None
+        try:
+            index = course.lesson_ids.index(lesson.id)
+            async with asyncio.timeout(self._timeout):
+                content = await self._provider.write_lesson(course.topic, course.outline, index)
+        except ProviderError as exc:
+            error = exc.message
+        except TimeoutError:
+            error = f"the model provider timed out after {self._timeout:g} s; retry the lesson"
+        except Exception:
+            logger.exception("writing lesson %d of job %s failed", lesson.id, job_id)
+            error = "an unexpected error stopped this lesson; retry it"
+        finally:
+            self._slots.release()
+        stored = await self._store.finish_lesson(
+            job_id, lesson.id, lesson.attempt, content=content, error=error
+        )
+        if not stored:
+            logger.info("lesson %d: a newer attempt or a cancel superseded this result", lesson.id)
+
+    def _call_done(self, job_id: str, call: asyncio.Task[None]) -> None:
+        calls = self._calls.get(job_id)
+        if calls is not None:
+            calls.discard(call)
+            if not calls:
+                del self._calls[job_id]
+
+    async def _stop(self, job_ids: list[str]) -> None:
+        """Cancel the drivers and lesson calls of these jobs and wait until they are gone."""
+        tasks: list[asyncio.Task[None]] = []
+        for job_id in set(job_ids):
+            driver = self._drivers.get(job_id)
+            if driver is not None and driver.task is not None:
+                tasks.append(driver.task)
+            tasks.extend(self._calls.get(job_id, ()))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @asynccontextmanager
+    async def _key_lock(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._key_locks.get(key, (asyncio.Lock(), 0))
+        self._key_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._key_locks[key]
+            if users == 1:
+                del self._key_locks[key]
+            else:
+                self._key_locks[key] = (lock, users - 1)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing

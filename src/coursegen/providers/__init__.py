@@ -1,0 +1,19 @@
+"""Model providers: Claude through the official SDK, or the offline demo."""
+
+from __future__ import annotations
+
+from coursegen.providers.base import LessonPlan, Outline, Provider
+from coursegen.settings import Settings
+
+__all__ = ["LessonPlan", "Outline", "Provider", "make_provider"]
+
+
+def make_provider(settings: Settings) -> Provider:
+    """The provider the settings name."""
+    if settings.provider == "anthropic":
+        from coursegen.providers.anthropic_api import AnthropicProvider
+
+        return AnthropicProvider(settings)
+    from coursegen.providers.demo import DemoProvider
+
+    return DemoProvider(settings.demo_delay)

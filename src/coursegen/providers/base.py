@@ -1,0 +1,107 @@
+"""What every provider offers, the outline it returns and how a reply is validated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from coursegen.errors import ProviderError
+
+MAX_OUTLINE_LESSONS = 30
+MAX_TITLE = 300
+MAX_DESCRIPTION = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class LessonPlan:
+    title: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outline:
+    title: str
+    description: str
+    lessons: tuple[LessonPlan, ...]
+
+
+class Provider(Protocol):
+    """Writes outlines and lessons; failures raise ProviderError with a readable message."""
+
+    name: str
+    model: str
+
+    async def generate_outline(self, topic: str, lessons: int | None) -> Outline: ...
+
+    async def write_lesson(self, topic: str, outline: Outline, index: int) -> str:
+        """Markdown for `outline.lessons[index]`."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+# The JSON schema of the forced tool call that returns the outline.
+OUTLINE_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "description": "the course title"},
+        "description": {"type": "string", "description": "one paragraph about the course"},
+        "lessons": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_OUTLINE_LESSONS,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "title": {"type": "string"},
+                    "description": {"type": "string", "description": "what the lesson teaches"},
+                },
+                "required": ["title", "description"],
+            },
+        },
+    },
+    "required": ["title", "description", "lessons"],
+}
+
+
+def _invalid(why: str) -> ProviderError:
+    return ProviderError(f"the model returned an invalid outline ({why}); try again")
+
+
+def _text(value: object, what: str, limit: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _invalid(f"{what} is not a non-empty text")
+    text = " ".join(value.split())
+    if len(text) > limit:
+        raise _invalid(f"{what} is over {limit} characters")
+    return text
+
+
+def parse_outline(data: object, requested: int | None) -> Outline:
+    """Validate a model's outline; with a requested count, extra lessons are dropped."""
+    if not isinstance(data, dict):
+        raise _invalid("it is not an object")
+    lessons = data.get("lessons")
+    if not isinstance(lessons, list) or not lessons:
+        raise _invalid("it has no lessons")
+    if requested is not None:
+        lessons = lessons[:requested]
+    elif len(lessons) > MAX_OUTLINE_LESSONS:
+        raise _invalid(f"{len(lessons)} lessons, more than {MAX_OUTLINE_LESSONS}")
+    plans = []
+    for number, lesson in enumerate(lessons, start=1):
+        if not isinstance(lesson, dict):
+            raise _invalid(f"lesson {number} is not an object")
+        plans.append(
+            LessonPlan(
+                title=_text(lesson.get("title"), f"lesson {number}'s title", MAX_TITLE),
+                description=_text(
+                    lesson.get("description"), f"lesson {number}'s description", MAX_DESCRIPTION
+                ),
+            )
+        )
+    return Outline(
+        title=_text(data.get("title"), "the title", MAX_TITLE),
+        description=_text(data.get("description"), "the description", MAX_DESCRIPTION),
+        lessons=tuple(plans),
+    )

@@ -1,0 +1,127 @@
+"""The offline demo provider: deterministic, plausible courses made locally, no model involved."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from coursegen.providers.base import LessonPlan, Outline
+
+DEFAULT_LESSONS = 6
+
+# (title, what it teaches); {t} is the topic.
+_LESSONS: tuple[tuple[str, str], ...] = (
+    ("What {t} is and why it matters", "the problem {t} solves and where it is used"),
+    ("The core vocabulary of {t}", "the handful of terms every later lesson relies on"),
+    ("First steps with {t}", "a first small, complete piece of work with {t}"),
+    ("How {t} works underneath", "the mechanism behind the surface, so that behaviour makes sense"),
+    ("Common patterns in {t}", "the recurring patterns practitioners of {t} reach for"),
+    ("Mistakes to avoid with {t}", "the usual pitfalls of {t} and how to recognise them early"),
+    ("{t} in a real project", "putting the pieces together on a realistic example"),
+    ("Measuring success with {t}", "how to tell whether your use of {t} is working"),
+    ("Advanced techniques in {t}", "the techniques that separate competent from expert use"),
+    ("Where to go next with {t}", "a map of further topics and a plan for continued practice"),
+)
+
+_OPENERS = (
+    "Most people meet {t} long before they can name it.",
+    "Every field has a few ideas that unlock the rest; in {t} this is one of them.",
+    "It is easier to learn {t} by doing than by reading, so this lesson keeps you busy.",
+)
+
+
+class DemoProvider:
+    """Writes courses from templates, with a delay per lesson so live progress can be seen."""
+
+    name = "demo"
+    model = "demo"
+
+    def __init__(self, delay: float = 1.5) -> None:
+        self.delay = delay
+
+    async def generate_outline(self, topic: str, lessons: int | None) -> Outline:
+        count = lessons or DEFAULT_LESSONS
+        plans = []
+        for i in range(count):
+            title, teaches = _LESSONS[i % len(_LESSONS)]
+            part = f" (part {i // len(_LESSONS) + 1})" if i >= len(_LESSONS) else ""
+            plans.append(
+                LessonPlan(
+                    title=title.format(t=topic) + part,
+                    description=f"Covers {teaches.format(t=topic)}.",
+                )
+            )
+        return Outline(
+            title=f"{topic}: from first steps to confident practice",
+            description=(
+                f"A {count}-lesson course on {topic}. It starts with what {topic} is and why it "
+                "matters, builds the vocabulary and mental model, and ends with real practice. "
+                "(Demo content, written offline without a model.)"
+            ),
+            lessons=tuple(plans),
+        )
+
+    async def write_lesson(self, topic: str, outline: Outline, index: int) -> str:
+        await asyncio.sleep(self.delay)
+        return lesson_markdown(topic, outline, index)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def lesson_markdown(topic: str, outline: Outline, index: int) -> str:
+    """A deterministic lesson: heading, explanation, example, exercise, summary."""
+    plan = outline.lessons[index]
+    seed = int.from_bytes(hashlib.sha256(f"{topic}\n{index}".encode()).digest()[:4], "big")
+    opener = _OPENERS[seed % len(_OPENERS)].format(t=topic)
+    before = (
+        f"Last lesson, *{outline.lessons[index - 1].title}*, gave us the ground to stand on."
+        if index
+        else "This is the first lesson, so we assume nothing."
+    )
+    after = (
+        f"Next comes **{outline.lessons[index + 1].title}**."
+        if index + 1 < len(outline.lessons)
+        else "This is the last lesson of the course: well done for getting here."
+    )
+    return f"""## {plan.title}
+
+> Demo content: written offline by coursegen's demo provider, not by a model.
+
+{opener} {before} {plan.description}
+
+### The key ideas
+
+1. **Start from the goal.** Before any technique, be clear about what {topic} should achieve
+   for you in this situation.
+2. **Name the parts.** Each part of {topic} has a job; knowing the jobs tells you where a
+   problem lives.
+3. **Check your work.** A small, quick check after each step beats a long search for the
+   step that went wrong.
+
+### A worked example
+
+Suppose you are asked to apply {topic} to a small task for the first time. Write down the
+goal in one sentence, list the parts involved, and do the smallest step that produces a
+visible result:
+
+```text
+goal:   one sentence about the outcome
+parts:  the two or three pieces of {topic} involved
+step 1: the smallest change that shows a result
+check:  how you will know step 1 worked
+```
+
+Filling this in takes two minutes and turns a vague task into a list you can follow.
+
+### Exercise
+
+Pick a real situation from your own work or life where {topic} applies. Fill in the four
+lines above for it, then carry out step 1 and note what the check told you.
+
+### Summary
+
+- {plan.description}
+- Goal first, then parts, then the smallest step, then a check.
+- {after}
+"""

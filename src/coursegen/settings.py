@@ -1,0 +1,135 @@
+"""Settings: one declarative list feeds the environment, the command line and the README."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "claude-sonnet-5-5"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service needs to know, read once at the edge."""
+
+    db_path: Path = Path("coursegen.db")
+    provider: str = "demo"
+    model: str = DEFAULT_MODEL
+    concurrency: int = 4
+    max_retries: int = 2
+    lesson_timeout: float = 120.0
+    max_active_jobs: int = 20
+    demo_delay: float = 1.5
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Not in the environment: a knob for tests, which cannot wait 15 s for a ping.
+    ping_interval: float = 15.0
+
+    def __post_init__(self) -> None:
+        if self.provider not in ("anthropic", "demo"):
+            raise SettingsError(f"provider must be 'anthropic' or 'demo', got {self.provider!r}")
+        if not self.model.strip():
+            raise SettingsError("model must not be empty")
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Build settings from environment variables; non-None `overrides` (flags) win."""
+        values: dict[str, Any] = {}
+        for spec in SPECS:
+            raw = environ.get(spec.env, "").strip()
+            if raw:
+                values[spec.field] = spec.parse(raw, spec.env)
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                values[name] = value
+        if "provider" not in values:
+            values["provider"] = "anthropic" if environ.get("ANTHROPIC_API_KEY") else "demo"
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _int(minimum: int, maximum: int) -> Callable[[str, str], int]:
+    def parse(raw: str, name: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        if not minimum <= value <= maximum:
+            raise SettingsError(f"{name} must be between {minimum} and {maximum}, got {value}")
+        return value
+
+    return parse
+
+
+def _seconds(minimum: float) -> Callable[[str, str], float]:
+    def parse(raw: str, name: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+        if not value >= minimum or value == float("inf"):
+            raise SettingsError(f"{name} must be at least {minimum} seconds, got {raw}")
+        return value
+
+    return parse
+
+
+def _text(raw: str, name: str) -> str:
+    return raw
+
+
+def _path(raw: str, name: str) -> Path:
+    return Path(raw)
+
+
+def _provider(raw: str, name: str) -> str:
+    if raw not in ("anthropic", "demo"):
+        raise SettingsError(f"{name} must be 'anthropic' or 'demo', got {raw!r}")
+    return raw
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting: its field, environment variable, command-line flag and help."""
+
+    field: str
+    env: str
+    flag: str
+    default: str
+    help: str
+    parse: Callable[[str, str], Any]
+
+
+SPECS: tuple[SettingSpec, ...] = (
+    SettingSpec("db_path", "COURSEGEN_DB", "--db", "coursegen.db",
+                "SQLite file; created with schema.sql on first start", _path),
+    SettingSpec("provider", "COURSEGEN_PROVIDER", "--provider",
+                "`anthropic` if ANTHROPIC_API_KEY is set, else `demo`",
+                "which provider writes the courses: anthropic or demo (offline)", _provider),
+    SettingSpec("model", "COURSEGEN_MODEL", "--model", DEFAULT_MODEL,
+                "model for outline and lessons", _text),
+    SettingSpec("concurrency", "COURSEGEN_CONCURRENCY", "--concurrency", "4",
+                "lesson calls in flight, process-wide", _int(1, 256)),
+    SettingSpec("max_retries", "COURSEGEN_MAX_RETRIES", "--max-retries", "2",
+                "SDK retries on 429/5xx/529 (with its backoff)", _int(0, 10)),
+    SettingSpec("lesson_timeout", "COURSEGEN_LESSON_TIMEOUT", "--lesson-timeout", "120",
+                "seconds for one lesson call (and for the outline call)", _seconds(0.1)),
+    SettingSpec("max_active_jobs", "COURSEGEN_MAX_ACTIVE_JOBS", "--max-active-jobs", "20",
+                "running jobs beyond which generate answers 429", _int(1, 100_000)),
+    SettingSpec("demo_delay", "COURSEGEN_DEMO_DELAY", "--demo-delay", "1.5",
+                "seconds per lesson for the demo provider", _seconds(0.0)),
+    SettingSpec("host", "COURSEGEN_HOST", "--host", "127.0.0.1",
+                "address to listen on; loopback keeps strangers off your API key", _text),
+    SettingSpec("port", "COURSEGEN_PORT", "--port", "8000", "port to listen on", _int(0, 65535)),
+)  # fmt: skip

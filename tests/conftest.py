@@ -1,0 +1,203 @@
+"""Shared fixtures: a fake Messages API on loopback, apps on temporary databases, live servers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from asgi_lifespan import LifespanManager
+from sse_starlette.sse import AppStatus
+from starlette.applications import Starlette
+
+from coursegen.app import create_app
+from coursegen.events import TERMINAL_JOB_STATUSES
+from coursegen.fake_anthropic import FakeAnthropic
+from coursegen.providers.anthropic_api import AnthropicProvider
+from coursegen.services import Services
+from coursegen.settings import Settings
+
+API_KEY = "sk-ant-api03-test-key-do-not-leak-7f3a9c"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeAnthropic]:
+    async with FakeAnthropic(api_key=API_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        db_path=tmp_path / "coursegen.db",
+        provider="anthropic",
+        model="claude-test",
+        concurrency=4,
+        max_retries=0,
+        lesson_timeout=10.0,
+        demo_delay=0.0,
+        ping_interval=15.0,
+    )
+
+
+@dataclass
+class Running:
+    """An app with its lifespan running, and an HTTP client for it."""
+
+    app: Starlette
+    http: httpx.AsyncClient
+    provider: AnthropicProvider
+
+    @property
+    def services(self) -> Services:
+        services: Services = self.app.state.services
+        return services
+
+    async def generate(self, topic: str = "Sourdough baking", lessons: int = 3) -> dict[str, Any]:
+        response = await self.http.post(
+            "/api/courses/generate", json={"topic": topic, "lessons": lessons}
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def settle(self, job_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait, woken by each committed event, until the job is in a terminal status."""
+        return await self.until(
+            lambda p: p["status"] in TERMINAL_JOB_STATUSES, job_id, timeout=timeout
+        )
+
+    async def until(
+        self, condition: Callable[[dict[str, Any]], bool], job_id: str, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """Wait, woken by each committed event, until `condition(progress)` holds."""
+        broker, store = self.services.broker, self.services.store
+        async with asyncio.timeout(timeout):
+            while True:
+                seen = broker.last_id
+                progress = await store.get_progress(job_id)
+                assert progress is not None
+                if condition(progress):
+                    return progress
+                await broker.wait(seen)
+
+    async def wait_for_lessons(
+        self, condition: Callable[[list[dict[str, Any]]], bool], course_id: int, timeout: float = 10
+    ) -> list[dict[str, Any]]:
+        """Wait, woken by each committed event, until `condition(lessons)` holds."""
+        broker, store = self.services.broker, self.services.store
+        async with asyncio.timeout(timeout):
+            while True:
+                seen = broker.last_id
+                course = await store.get_course(course_id)
+                assert course is not None
+                lessons: list[dict[str, Any]] = course["lessons"]
+                if condition(lessons):
+                    return lessons
+                await broker.wait(seen)
+
+
+def provider_for(settings: Settings, fake: FakeAnthropic) -> AnthropicProvider:
+    return AnthropicProvider(settings, api_key=API_KEY, base_url=fake.base_url)
+
+
+@pytest.fixture
+async def start_app(
+    fake: FakeAnthropic, settings: Settings
+) -> AsyncIterator[Callable[..., Awaitable[Running]]]:
+    """Start an app in-process (ASGI transport): for request/response tests."""
+    stack: list[tuple[LifespanManager, httpx.AsyncClient, AnthropicProvider]] = []
+
+    async def start(**changes: Any) -> Running:
+        chosen = settings.replace(**changes)
+        provider = provider_for(chosen, fake)
+        app = create_app(chosen, provider=provider)
+        manager = LifespanManager(app, startup_timeout=10, shutdown_timeout=10)
+        await manager.__aenter__()
+        transport = httpx.ASGITransport(app=manager.app)
+        http = httpx.AsyncClient(transport=transport, base_url="http://coursegen.test")
+        stack.append((manager, http, provider))
+        return Running(app, http, provider)
+
+    yield start
+    for manager, http, provider in reversed(stack):
+        await http.aclose()
+        await manager.__aexit__(None, None, None)
+        await provider.aclose()
+
+
+@pytest.fixture
+async def running(start_app: Callable[..., Awaitable[Running]]) -> Running:
+    return await start_app()
+
+
+def _bind_free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@dataclass
+class Live:
+    """The app served by a real uvicorn on a loopback port: for streams."""
+
+    url: str
+    app: Starlette
+    server: uvicorn.Server
+
+    @property
+    def services(self) -> Services:
+        services: Services = self.app.state.services
+        return services
+
+
+@pytest.fixture
+async def start_live(
+    fake: FakeAnthropic, settings: Settings
+) -> AsyncIterator[Callable[..., Awaitable[Live]]]:
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None], socket.socket, AnthropicProvider]] = []
+
+    async def start(**changes: Any) -> Live:
+        chosen = settings.replace(**changes)
+        provider = provider_for(chosen, fake)
+        app = create_app(chosen, provider=provider)
+        sock = _bind_free_socket()
+        server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3)
+        )
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        servers.append((server, task, sock, provider))
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        return Live(f"http://127.0.0.1:{sock.getsockname()[1]}", app, server)
+
+    yield start
+    for server, task, sock, provider in reversed(servers):
+        server.should_exit = True
+        await task
+        sock.close()
+        await provider.aclose()
+    AppStatus.should_exit = False
+
+
+def counters_hold(db_path: Path) -> list[str]:
+    """Every job whose counters disagree with its lessons' statuses (empty when all hold)."""
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute(
+            "SELECT j.id, j.completed_lessons, j.failed_lessons, "
+            "(SELECT count(*) FROM lessons l WHERE l.course_id = j.course_id "
+            " AND l.content_status = 'complete'), "
+            "(SELECT count(*) FROM lessons l WHERE l.course_id = j.course_id "
+            " AND l.content_status = 'error') FROM content_generation_jobs j"
+        ).fetchall()
+    return [f"{r[0]}: {r[1]}/{r[2]} vs {r[3]}/{r[4]}" for r in rows if (r[1], r[2]) != (r[3], r[4])]
