@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from coursegen.app import create_app
 from coursegen.events import TERMINAL_JOB_STATUSES
 from coursegen.fake_anthropic import FakeAnthropic
+from coursegen.providers import Provider
 from coursegen.providers.anthropic_api import AnthropicProvider
 from coursegen.services import Services
 from coursegen.settings import Settings
@@ -68,40 +69,64 @@ class Running:
         body: dict[str, Any] = response.json()
         return body
 
-    async def settle(self, job_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    async def settle(self, job_id: str, seconds: float = 10.0) -> dict[str, Any]:
         """Wait, woken by each committed event, until the job is in a terminal status."""
         return await self.until(
-            lambda p: p["status"] in TERMINAL_JOB_STATUSES, job_id, timeout=timeout
+            lambda p: p["status"] in TERMINAL_JOB_STATUSES, job_id, seconds=seconds
         )
 
     async def until(
-        self, condition: Callable[[dict[str, Any]], bool], job_id: str, timeout: float = 10.0
+        self, condition: Callable[[dict[str, Any]], bool], job_id: str, seconds: float = 10.0
     ) -> dict[str, Any]:
         """Wait, woken by each committed event, until `condition(progress)` holds."""
-        broker, store = self.services.broker, self.services.store
-        async with asyncio.timeout(timeout):
-            while True:
-                seen = broker.last_id
-                progress = await store.get_progress(job_id)
-                assert progress is not None
-                if condition(progress):
-                    return progress
-                await broker.wait(seen)
+        return await job_reaches(self.services, job_id, condition, seconds)
 
     async def wait_for_lessons(
-        self, condition: Callable[[list[dict[str, Any]]], bool], course_id: int, timeout: float = 10
+        self, condition: Callable[[list[dict[str, Any]]], bool], course_id: int, seconds: float = 10
     ) -> list[dict[str, Any]]:
         """Wait, woken by each committed event, until `condition(lessons)` holds."""
-        broker, store = self.services.broker, self.services.store
-        async with asyncio.timeout(timeout):
-            while True:
-                seen = broker.last_id
-                course = await store.get_course(course_id)
-                assert course is not None
-                lessons: list[dict[str, Any]] = course["lessons"]
-                if condition(lessons):
-                    return lessons
-                await broker.wait(seen)
+        store = self.services.store
+
+        async def lessons() -> list[dict[str, Any]] | None:
+            course = await store.get_course(course_id)
+            assert course is not None
+            found: list[dict[str, Any]] = course["lessons"]
+            return found if condition(found) else None
+
+        return await woken_until(self.services, lessons, seconds)
+
+
+T = TypeVar("T")
+
+
+async def woken_until(
+    services: Services, check: Callable[[], Awaitable[T | None]], seconds: float = 10.0
+) -> T:
+    """Re-run `check` after every committed event until it returns something."""
+    broker = services.broker
+    async with asyncio.timeout(seconds):
+        while True:
+            seen = broker.last_id  # read first, so an event during the check is not missed
+            found = await check()
+            if found is not None:
+                return found
+            await broker.wait(seen)
+
+
+async def job_reaches(
+    services: Services,
+    job_id: str,
+    condition: Callable[[dict[str, Any]], bool] = lambda p: p["status"] in TERMINAL_JOB_STATUSES,
+    seconds: float = 10.0,
+) -> dict[str, Any]:
+    """Wait until the job's progress object satisfies `condition` (default: terminal)."""
+
+    async def progress() -> dict[str, Any] | None:
+        found = await services.store.get_progress(job_id)
+        assert found is not None
+        return found if condition(found) else None
+
+    return await woken_until(services, progress, seconds)
 
 
 def provider_for(settings: Settings, fake: FakeAnthropic) -> AnthropicProvider:
@@ -163,11 +188,16 @@ class Live:
 async def start_live(
     fake: FakeAnthropic, settings: Settings
 ) -> AsyncIterator[Callable[..., Awaitable[Live]]]:
-    servers: list[tuple[uvicorn.Server, asyncio.Task[None], socket.socket, AnthropicProvider]] = []
+    """Serve an app with a real uvicorn on 127.0.0.1 (a free port): for streams and browsers.
 
-    async def start(**changes: Any) -> Live:
+    It talks to the fake Messages API unless a `provider` (e.g. DemoProvider) is given;
+    other keyword arguments change the settings.
+    """
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None], socket.socket, Provider]] = []
+
+    async def start(provider: Provider | None = None, **changes: Any) -> Live:
         chosen = settings.replace(**changes)
-        provider = provider_for(chosen, fake)
+        provider = provider or provider_for(chosen, fake)
         app = create_app(chosen, provider=provider)
         sock = _bind_free_socket()
         server = uvicorn.Server(

@@ -371,7 +371,11 @@ async def test_requested_lesson_count_drops_extra_lessons(
     }
     created = await running.generate(lessons=3)
     assert [lesson["title"] for lesson in created["course"]["lessons"]] == ["L1", "L2", "L3"]
-    fake.outline = {"title": "Sourdough", "description": "Bread.", "lessons": fake.outline["lessons"][:2]}
+    fake.outline = {
+        "title": "Sourdough",
+        "description": "Bread.",
+        "lessons": fake.outline["lessons"][:2],
+    }
     fewer = await running.generate(lessons=5)
     assert len(fewer["course"]["lessons"]) == 2
 

@@ -133,3 +133,10 @@ SPECS: tuple[SettingSpec, ...] = (
                 "address to listen on; loopback keeps strangers off your API key", _text),
     SettingSpec("port", "COURSEGEN_PORT", "--port", "8000", "port to listen on", _int(0, 65535)),
 )  # fmt: skip
+
+
+def settings_table() -> str:
+    """The Markdown table of settings that the README carries (a test keeps them equal)."""
+    rows = ["| variable | flag | default | meaning |", "| --- | --- | --- | --- |"]
+    rows += [f"| `{s.env}` | `{s.flag}` | {s.default} | {s.help} |" for s in SPECS]
+    return "\n".join(rows)

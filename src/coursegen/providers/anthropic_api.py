@@ -9,7 +9,7 @@ from anthropic import AsyncAnthropic
 
 from coursegen.errors import ProviderError
 from coursegen.providers.base import OUTLINE_SCHEMA, Outline, parse_outline
-from coursegen.settings import Settings
+from coursegen.settings import Settings, SettingsError
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +66,15 @@ class AnthropicProvider:
         self.model = settings.model
         self._timeout = settings.lesson_timeout
         # With no arguments the SDK reads ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL itself.
-        self._client = AsyncAnthropic(
-            api_key=api_key,
-            base_url=base_url,
-            max_retries=settings.max_retries,
-            timeout=anthropic.Timeout(settings.lesson_timeout, connect=10.0),
-        )
+        try:
+            self._client = AsyncAnthropic(
+                api_key=api_key,
+                base_url=base_url,
+                max_retries=settings.max_retries,
+                timeout=anthropic.Timeout(settings.lesson_timeout, connect=10.0),
+            )
+        except anthropic.CredentialsError as exc:
+            raise SettingsError(f"the Anthropic credentials could not be loaded: {exc}") from None
         if self._client.api_key is None and self._client.auth_token is None:
             logger.warning("no ANTHROPIC_API_KEY is set: every call to the model will fail")
 

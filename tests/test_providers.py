@@ -1,0 +1,276 @@
+"""Providers: the Claude provider through the real SDK against the fake, and the demo."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from coursegen.errors import ProviderError
+from coursegen.fake_anthropic import FakeAnthropic
+from coursegen.providers import make_provider
+from coursegen.providers.anthropic_api import OUTLINE_TOOL, AnthropicProvider
+from coursegen.providers.base import LessonPlan, Outline, parse_outline
+from coursegen.providers.demo import DemoProvider
+from coursegen.settings import Settings, SettingsError
+from tests.conftest import API_KEY
+
+OUTLINE = Outline(
+    "Sourdough", "Bread.", (LessonPlan("Starter", "Feed it."), LessonPlan("Bake", "Heat it."))
+)
+
+
+@pytest.fixture
+async def claude(fake: FakeAnthropic, settings: Settings) -> AsyncIterator[AnthropicProvider]:
+    provider = AnthropicProvider(
+        settings.replace(max_retries=2), api_key=API_KEY, base_url=fake.base_url
+    )
+    yield provider
+    await provider.aclose()
+
+
+async def test_outline_is_a_forced_tool_call_with_a_schema(
+    claude: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    outline = await claude.generate_outline("Sourdough baking", 4)
+    assert len(outline.lessons) == 4
+    body = fake.outline_calls()[0].body
+    assert body["tool_choice"] == {"type": "tool", "name": OUTLINE_TOOL}
+    schema = body["tools"][0]["input_schema"]
+    assert schema["required"] == ["title", "description", "lessons"]
+    assert schema["properties"]["lessons"]["items"]["required"] == ["title", "description"]
+    assert "Topic: Sourdough baking" in body["messages"][0]["content"]
+    assert "exactly 4" in body["messages"][0]["content"]
+
+
+async def test_the_sdk_reads_key_and_base_url_from_the_environment(
+    fake: FakeAnthropic, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.base_url)
+    provider = make_provider(settings)
+    try:
+        assert provider.name == "anthropic"
+        outline = await provider.generate_outline("Knitting", 2)
+        text = await provider.write_lesson("Knitting", outline, 1)
+    finally:
+        await provider.aclose()
+    assert "Lesson 2" in text
+    assert fake.calls[0].headers["authorization"] == f"Bearer {API_KEY}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ({"status": 401}, "the model provider rejected the API key (401); check ANTHROPIC_API_KEY"),
+        ({"status": 403}, "the API key may not use model claude-test (403)"),
+        ({"status": 404}, "does not know model claude-test (404); check COURSEGEN_MODEL"),
+        (
+            {"status": 429, "times": None, "headers": {"retry-after-ms": "1"}},
+            "rate limited by the model provider after 3 attempts (429)",
+        ),
+        ({"status": 429, "times": None, "headers": {"retry-after": "0"}}, "after 3 attempts (429)"),
+        (
+            {"status": 500, "times": None, "headers": {"retry-after-ms": "1"}},
+            "failed (500, 3 attempts)",
+        ),
+        (
+            {"status": 529, "times": None, "headers": {"retry-after-ms": "1"}},
+            "overloaded (529, 3 attempts)",
+        ),
+        (
+            {"stream_error": "overloaded_error"},
+            "broke off while writing the lesson (overloaded_error)",
+        ),
+    ],
+)
+async def test_lesson_failures_read_as_actions(
+    claude: AnthropicProvider, fake: FakeAnthropic, fault: dict[str, Any], expected: str
+) -> None:
+    fake.add_fault(kind="lesson", **fault)
+    with pytest.raises(ProviderError) as caught:
+        await claude.write_lesson("Sourdough", OUTLINE, 0)
+    assert expected in caught.value.message
+    assert API_KEY not in caught.value.message
+
+
+async def test_retries_follow_max_retries(claude: AnthropicProvider, fake: FakeAnthropic) -> None:
+    fake.add_fault(kind="lesson", status=529, times=1, headers={"retry-after-ms": "1"})
+    assert "Starter" in await claude.write_lesson("Sourdough", OUTLINE, 0)
+    assert len(fake.lesson_calls()) == 2
+    fake.reset()
+    fake.add_fault(kind="lesson", status=401, times=None)
+    with pytest.raises(ProviderError):
+        await claude.write_lesson("Sourdough", OUTLINE, 0)
+    assert len(fake.lesson_calls()) == 1  # a rejected key is not retried
+
+
+async def test_unreachable_provider_says_where_it_tried(settings: Settings) -> None:
+    provider = AnthropicProvider(
+        settings.replace(max_retries=0), api_key=API_KEY, base_url=f"http://127.0.0.1:{free_port()}"
+    )
+    try:
+        with pytest.raises(ProviderError) as caught:
+            await provider.generate_outline("Sourdough", 2)
+    finally:
+        await provider.aclose()
+    assert "could not reach the model provider at 127.0.0.1" in caught.value.message
+
+
+async def test_request_timeout_is_reported_in_seconds(
+    fake: FakeAnthropic, settings: Settings
+) -> None:
+    provider = AnthropicProvider(
+        settings.replace(lesson_timeout=0.3), api_key=API_KEY, base_url=fake.base_url
+    )
+    fake.add_fault(kind="outline", delay=3)
+    try:
+        with pytest.raises(ProviderError) as caught:
+            await provider.generate_outline("Sourdough", 2)
+    finally:
+        await provider.aclose()
+    assert caught.value.message.startswith("the model provider timed out after 0.3 s")
+
+
+async def test_a_key_echoed_by_the_provider_is_redacted(
+    claude: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    fake.add_fault(kind="lesson", status=400)
+    # A provider that echoes the key in its message (some proxies do).
+    original = fake._error
+
+    def echoing(status: int, headers: dict[str, str] | None = None) -> Any:
+        response = original(status, headers)
+        response.body = response.body.replace(b"fake 400", f"bad key {API_KEY}".encode())
+        response.headers["content-length"] = str(len(response.body))
+        return response
+
+    fake._error = echoing  # type: ignore[method-assign]
+    with pytest.raises(ProviderError) as caught:
+        await claude.write_lesson("Sourdough", OUTLINE, 0)
+    assert "bad key [redacted]" in caught.value.message
+    assert API_KEY not in caught.value.message
+
+
+async def test_without_any_key_the_message_says_what_to_set(
+    fake: FakeAnthropic, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    provider = AnthropicProvider(settings, base_url=fake.base_url)
+    try:
+        with pytest.raises(ProviderError) as caught:
+            await provider.generate_outline("Sourdough", 2)
+    finally:
+        await provider.aclose()
+    assert "set ANTHROPIC_API_KEY" in caught.value.message
+
+
+async def test_a_broken_credentials_profile_is_explained(
+    fake: FakeAnthropic, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("ANTHROPIC_CONFIG_DIR", str(settings.db_path.parent))  # no profile there
+    with pytest.raises(SettingsError, match="the Anthropic credentials could not be loaded"):
+        AnthropicProvider(settings, base_url=fake.base_url)
+
+
+@pytest.mark.parametrize(
+    ("data", "requested", "why"),
+    [
+        (None, None, "not an object"),
+        ([], None, "not an object"),
+        ({"title": "T", "description": "D"}, None, "no lessons"),
+        ({"title": "T", "description": "D", "lessons": []}, None, "no lessons"),
+        ({"title": "T", "description": "D", "lessons": "abc"}, None, "no lessons"),
+        (
+            {"title": "", "description": "D", "lessons": [{"title": "a", "description": "b"}]},
+            None,
+            "the title",
+        ),
+        (
+            {"title": "T", "description": 3, "lessons": [{"title": "a", "description": "b"}]},
+            None,
+            "the description",
+        ),
+        ({"title": "T", "description": "D", "lessons": ["x"]}, None, "lesson 1 is not an object"),
+        (
+            {"title": "T", "description": "D", "lessons": [{"title": " ", "description": "b"}]},
+            None,
+            "lesson 1's title",
+        ),
+        (
+            {"title": "T", "description": "D", "lessons": [{"title": "a"}]},
+            None,
+            "lesson 1's description",
+        ),
+        (
+            {
+                "title": "T",
+                "description": "D",
+                "lessons": [{"title": "a", "description": "b"}] * 31,
+            },
+            None,
+            "31 lessons, more than 30",
+        ),
+        (
+            {
+                "title": "x" * 301,
+                "description": "D",
+                "lessons": [{"title": "a", "description": "b"}],
+            },
+            None,
+            "over 300",
+        ),
+    ],
+)
+def test_invalid_outlines_are_rejected_whole(data: object, requested: int | None, why: str) -> None:
+    with pytest.raises(ProviderError) as caught:
+        parse_outline(data, requested)
+    assert caught.value.message.startswith("the model returned an invalid outline")
+    assert why in caught.value.message
+
+
+def test_outline_counts_and_whitespace() -> None:
+    lessons = [{"title": f" L{i}\n", "description": "d"} for i in range(1, 41)]
+    outline = parse_outline({"title": " T ", "description": "D", "lessons": lessons}, 5)
+    assert [plan.title for plan in outline.lessons] == ["L1", "L2", "L3", "L4", "L5"]
+    assert outline.title == "T"
+    bad_after_cut = [*lessons[:2], {"title": 1}]
+    assert (
+        len(parse_outline({"title": "T", "description": "D", "lessons": bad_after_cut}, 2).lessons)
+        == 2
+    )
+
+
+async def test_demo_provider_is_deterministic_and_writes_whole_lessons() -> None:
+    demo = DemoProvider(delay=0)
+    outline = await demo.generate_outline("Sourdough baking", None)
+    assert outline == await demo.generate_outline("Sourdough baking", None)
+    assert len(outline.lessons) == 6
+    assert len({plan.title for plan in outline.lessons}) == 6
+    assert len((await demo.generate_outline("Chess", 20)).lessons) == 20
+    lesson = await demo.write_lesson("Sourdough baking", outline, 2)
+    assert lesson == await demo.write_lesson("Sourdough baking", outline, 2)
+    assert lesson.startswith(f"## {outline.lessons[2].title}")
+    for section in ("### The key ideas", "### A worked example", "### Exercise", "### Summary"):
+        assert section in lesson
+    assert "Demo content" in lesson
+    assert outline.lessons[3].title in lesson  # it points to the next lesson
+
+
+def test_demo_is_chosen_without_a_key() -> None:
+    settings = Settings.from_env({})
+    assert settings.provider == "demo"
+    assert make_provider(settings).name == "demo"
+    assert Settings.from_env({"ANTHROPIC_API_KEY": "k"}).provider == "anthropic"
