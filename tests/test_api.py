@@ -151,15 +151,20 @@ async def test_progress_endpoint_returns_the_progress_object(running: Running) -
         (b'{"topic": "   "}', "3 to 200"),
         (b'{"topic": "ab"}', "3 to 200"),
         (b'{"topic": "' + b"x" * 201 + b'"}', "3 to 200"),
+        (b'{"topic": "' + b"x" * 5000 + b'"}', "3 to 200"),
         (b'{"topic": "bad\\u0000topic"}', "control characters"),
         (b'{"topic": "two\\nlines"}', "control characters"),
+        (b'{"topic": "spoof\\u202eed title"}', "control characters"),
         (b'{"topic": "Sourdough", "lessons": 0}', "1 to 20"),
         (b'{"topic": "Sourdough", "lessons": 21}', "1 to 20"),
         (b'{"topic": "Sourdough", "lessons": -1}', "1 to 20"),
         (b'{"topic": "Sourdough", "lessons": "5"}', "1 to 20"),
+        (b'{"topic": "Sourdough", "lessons": 100}', "1 to 20"),
+        (b'{"topic": "Sourdough", "lessons": "x"}', "1 to 20"),
         (b'{"topic": "Sourdough", "lessons": 2.5}', "1 to 20"),
         (b'{"topic": "Sourdough", "lessons": true}', "1 to 20"),
         (b"[" * 100_000 + b"]" * 100_000, "64 KiB"),
+        (b'{"topic": "' + b"x" * 1_000_000 + b'"}', "64 KiB"),
     ],
 )
 async def test_generate_rejects_bad_bodies_and_stores_nothing(
@@ -252,8 +257,32 @@ async def test_bad_stream_cursor_is_400(running: Running, cursor: str) -> None:
 
 
 async def test_server_keeps_serving_after_bad_input(running: Running) -> None:
-    await running.http.post("/api/courses/generate", content=b"\xff\xfe garbage")
-    await running.http.post("/api/courses/generate", content=b"[" * 70_000)
+    """The issue's named cases, one after the other, then a normal generate."""
+    bad: list[tuple[str, str, dict[str, object]]] = [
+        ("POST", "/api/courses/generate", {"content": b""}),
+        ("POST", "/api/courses/generate", {"content": b"\xff\xfe garbage"}),
+        ("POST", "/api/courses/generate", {"content": b"[" * 70_000}),
+        ("POST", "/api/courses/generate", {"json": []}),
+        ("POST", "/api/courses/generate", {"json": {"topic": "     "}}),
+        ("POST", "/api/courses/generate", {"json": {"topic": "x" * 5000}}),
+        ("POST", "/api/courses/generate", {"json": {"topic": "a\x07b\x1bc"}}),
+        ("POST", "/api/courses/generate", {"json": {"topic": "Sourdough", "lessons": 0}}),
+        ("POST", "/api/courses/generate", {"json": {"topic": "Sourdough", "lessons": -1}}),
+        ("POST", "/api/courses/generate", {"json": {"topic": "Sourdough", "lessons": 100}}),
+        ("POST", "/api/courses/generate", {"json": {"topic": "Sourdough", "lessons": "x"}}),
+        ("POST", "/api/courses/generate", {"content": b"x" * 1_048_576}),
+        ("GET", "/api/courses/abc", {}),
+        ("GET", "/api/courses/99999999999999999999999999", {}),
+        ("GET", "/api/jobs/not-a-uuid/progress", {}),
+        ("GET", "/api/events", {"headers": {"Last-Event-ID": "-5"}}),
+        ("GET", "/api/events", {"headers": {"Last-Event-ID": "9" * 40}}),
+        ("PATCH", "/api/courses", {}),
+        ("PUT", "/api/courses/generate", {}),
+    ]
+    for method, path, kwargs in bad:
+        response = await running.http.request(method, path, **kwargs)  # type: ignore[arg-type]
+        assert 400 <= response.status_code < 500, (method, path, response.status_code)
+        assert isinstance(response.json()["error"], str)
     created = await running.generate(lessons=1)
     assert (await running.settle(created["job_id"]))["status"] == "complete"
 

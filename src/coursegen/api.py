@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from coursegen.errors import NotFound
+from coursegen.openapi import openapi_document
 from coursegen.render import render_markdown
 from coursegen.services import services_of
 from coursegen.validation import (
@@ -43,6 +44,12 @@ async def generate(request: Request) -> JSONResponse:
 async def list_courses(request: Request) -> JSONResponse:
     courses, last_event_id = await services_of(request).store.list_courses()
     return JSONResponse({"courses": courses, "last_event_id": last_event_id})
+
+
+async def course(request: Request) -> Response:
+    if request.method == "DELETE":
+        return await delete_course(request)
+    return await get_course(request)
 
 
 async def get_course(request: Request) -> JSONResponse:
@@ -106,3 +113,7 @@ async def health(request: Request) -> JSONResponse:
             "active_jobs": await services.store.count_running_jobs(),
         }
     )
+
+
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(openapi_document())

@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Anthropic SDK itself.",
     )
     for spec in SPECS:
+        if spec.flag is None:
+            continue
         serve.add_argument(
             spec.flag,
             dest=spec.field,
@@ -43,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _flag_parser(spec: SettingSpec) -> Callable[[str], Any]:
     def parse(raw: str) -> Any:
         try:
-            return spec.parse(raw, spec.flag)
+            return spec.parse(raw, spec.flag or spec.env)
         except SettingsError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -52,7 +54,7 @@ def _flag_parser(spec: SettingSpec) -> Callable[[str], Any]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    overrides = {spec.field: getattr(args, spec.field) for spec in SPECS}
+    overrides = {spec.field: getattr(args, spec.field, None) for spec in SPECS}
     try:
         settings = Settings.from_env(os.environ, overrides)
     except SettingsError as exc:

@@ -17,6 +17,10 @@ class BadRequest(AppError):
     status = 400
 
 
+class Unauthorized(AppError):
+    status = 401
+
+
 class NotFound(AppError):
     status = 404
 

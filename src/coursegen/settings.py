@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ class Settings:
     demo_delay: float = 1.5
     host: str = "127.0.0.1"
     port: int = 8000
+    api_token: str | None = field(default=None, repr=False)
     # Not in the environment: a knob for tests, which cannot wait 15 s for a ping.
     ping_interval: float = 15.0
 
@@ -105,7 +106,7 @@ class SettingSpec:
 
     field: str
     env: str
-    flag: str
+    flag: str | None  # None: environment only (a secret does not belong in argv)
     default: str
     help: str
     parse: Callable[[str, str], Any]
@@ -132,11 +133,16 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("host", "COURSEGEN_HOST", "--host", "127.0.0.1",
                 "address to listen on; loopback keeps strangers off your API key", _text),
     SettingSpec("port", "COURSEGEN_PORT", "--port", "8000", "port to listen on", _int(0, 65535)),
+    SettingSpec("api_token", "COURSEGEN_API_TOKEN", None, "(none)",
+                "when set, every /api/ request needs it (bearer header or the page's sign-in)",
+                _text),
 )  # fmt: skip
 
 
 def settings_table() -> str:
     """The Markdown table of settings that the README carries (a test keeps them equal)."""
     rows = ["| variable | flag | default | meaning |", "| --- | --- | --- | --- |"]
-    rows += [f"| `{s.env}` | `{s.flag}` | {s.default} | {s.help} |" for s in SPECS]
+    for spec in SPECS:
+        flag = f"`{spec.flag}`" if spec.flag else "(environment only)"
+        rows.append(f"| `{spec.env}` | {flag} | {spec.default} | {spec.help} |")
     return "\n".join(rows)

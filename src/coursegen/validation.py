@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 import uuid
 from typing import Any
 
@@ -17,6 +16,21 @@ LESSONS_MIN, LESSONS_MAX = 1, 20
 _ID = re.compile(r"[0-9]{1,19}")
 _MAX_SQLITE_INT = 2**63 - 1
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+# What is trimmed from the ends of a topic: every white space, with the byte order mark.
+EDGE_SPACE = (
+    "\t\n\v\f\r \x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+# What a topic may not hold: control characters, line breaks, and bidirectional overrides
+# that would make a title display as something other than what it is.
+FORBIDDEN = "\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_FORBIDDEN = re.compile(f"[{FORBIDDEN}]")
+# The same rules as one regular expression, for the OpenAPI document.
+TOPIC_PATTERN = (
+    f"^[{EDGE_SPACE}]*[^{EDGE_SPACE}{FORBIDDEN}][^{FORBIDDEN}]{{{TOPIC_MIN - 2},{TOPIC_MAX - 2}}}"
+    f"[^{EDGE_SPACE}{FORBIDDEN}][{EDGE_SPACE}]*$"
+)
 
 
 def parse_id(value: int) -> int:
@@ -61,14 +75,16 @@ def parse_generate(data: dict[str, Any]) -> tuple[str, int | None]:
     topic = data.get("topic")
     if not isinstance(topic, str):
         raise BadRequest("topic is required and must be text")
-    topic = topic.strip()
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in topic):
+    topic = topic.strip(EDGE_SPACE)
+    if _FORBIDDEN.search(topic):
         raise BadRequest("topic must be one line of text without control characters")
     if not TOPIC_MIN <= len(topic) <= TOPIC_MAX:
         raise BadRequest(
             f"topic must be {TOPIC_MIN} to {TOPIC_MAX} characters long (it has {len(topic)})"
         )
     lessons = data.get("lessons")
+    if isinstance(lessons, float) and lessons.is_integer():
+        lessons = int(lessons)  # JSON has one number type: 8.0 is the integer 8
     if lessons is not None and (
         not isinstance(lessons, int)
         or isinstance(lessons, bool)

@@ -1,0 +1,372 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at /api/openapi.json.
+
+Written out here rather than scraped from docstrings: the shapes are the
+contract, the test suite checks every route is described, and a schemathesis
+run checks every answer matches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coursegen import __version__
+from coursegen.validation import LESSONS_MAX, LESSONS_MIN, TOPIC_MAX, TOPIC_MIN, TOPIC_PATTERN
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+_ERRORS = {
+    400: "the body, a field or the cursor is invalid",
+    401: "the API token is missing or wrong (only when COURSEGEN_API_TOKEN is set)",
+    404: "no such id",
+    409: "not allowed in the current state",
+    413: "the body is over 64 KiB",
+    429: "too many courses are being written",
+    502: "the model provider failed",
+    503: "the server is shutting down",
+}
+
+
+def _responses(ok: dict[str, Any], *errors: int) -> dict[str, Any]:
+    refs = {str(s): {"$ref": f"#/components/responses/E{s}"} for s in (*errors, 401)}
+    return {**ok, **refs}
+
+
+_ROW_ID = {"type": "integer", "minimum": 0}
+_TEXT = {"type": "string"}
+_STAMP = {"type": "string", "description": "ISO 8601 time, UTC"}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "properties": {"error": {"type": "string", "description": "what to do about it"}},
+        "required": ["error"],
+    },
+    "Progress": {
+        "type": "object",
+        "properties": {
+            "job_id": {"type": "string", "format": "uuid"},
+            "course_id": _ROW_ID,
+            "status": {"enum": ["running", "complete", "error", "cancelled"]},
+            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+            "total_lessons": {"type": "integer", "minimum": 0},
+            "completed_lessons": {"type": "integer", "minimum": 0},
+            "failed_lessons": {"type": "integer", "minimum": 0},
+            "error_message": _nullable(_TEXT),
+            "started_at": _STAMP,
+            "completed_at": _nullable(_STAMP),
+        },
+        "required": [
+            "job_id",
+            "course_id",
+            "status",
+            "progress",
+            "total_lessons",
+            "completed_lessons",
+            "failed_lessons",
+            "error_message",
+            "started_at",
+            "completed_at",
+        ],
+    },
+    "LessonStatus": {"enum": ["pending", "generating", "complete", "error"]},
+    "LessonSummary": {
+        "type": "object",
+        "properties": {
+            "id": _ROW_ID,
+            "position": {"type": "integer"},
+            "title": _TEXT,
+            "description": _TEXT,
+            "content_status": _ref("LessonStatus"),
+            "content_error": _nullable(_TEXT),
+        },
+        "required": ["id", "position", "title", "description", "content_status", "content_error"],
+    },
+    "Course": {
+        "type": "object",
+        "properties": {
+            "id": _ROW_ID,
+            "topic": _TEXT,
+            "title": _TEXT,
+            "description": _TEXT,
+            "created_at": _STAMP,
+            "job": _nullable(_ref("Progress")),
+            "lessons": {"type": "array", "items": _ref("LessonSummary")},
+        },
+        "required": ["id", "topic", "title", "description", "created_at", "job", "lessons"],
+    },
+    "CourseListItem": {
+        "type": "object",
+        "properties": {
+            "id": _ROW_ID,
+            "topic": _TEXT,
+            "title": _TEXT,
+            "description": _TEXT,
+            "created_at": _STAMP,
+            "lesson_count": {"type": "integer", "minimum": 0},
+            "job": _nullable(_ref("Progress")),
+        },
+        "required": ["id", "topic", "title", "description", "created_at", "lesson_count", "job"],
+    },
+    "CourseList": {
+        "type": "object",
+        "properties": {
+            "courses": {"type": "array", "items": _ref("CourseListItem")},
+            "last_event_id": {"type": "integer", "minimum": 0},
+        },
+        "required": ["courses", "last_event_id"],
+    },
+    "Lesson": {
+        "type": "object",
+        "properties": {
+            "id": _ROW_ID,
+            "course_id": _ROW_ID,
+            "job_id": _nullable({"type": "string", "format": "uuid"}),
+            "position": {"type": "integer"},
+            "title": _TEXT,
+            "description": _TEXT,
+            "content": _nullable({"type": "string", "description": "Markdown, when complete"}),
+            "content_html": _nullable({"type": "string", "description": "sanitised HTML"}),
+            "content_status": _ref("LessonStatus"),
+            "content_error": _nullable(_TEXT),
+            "updated_at": _STAMP,
+        },
+        "required": [
+            "id",
+            "course_id",
+            "job_id",
+            "position",
+            "title",
+            "description",
+            "content",
+            "content_html",
+            "content_status",
+            "content_error",
+            "updated_at",
+        ],
+    },
+    "GenerateRequest": {
+        "type": "object",
+        "properties": {
+            "topic": {
+                "type": "string",
+                "description": f"one line of {TOPIC_MIN} to {TOPIC_MAX} characters, "
+                "counted after trimming white space",
+                "pattern": TOPIC_PATTERN,
+            },
+            # null, like leaving it out, lets the model choose.
+            "lessons": _nullable(
+                {"type": "integer", "minimum": LESSONS_MIN, "maximum": LESSONS_MAX}
+            ),
+        },
+        "required": ["topic"],
+    },
+    "GenerateAnswer": {
+        "type": "object",
+        "properties": {
+            "success": {"const": True},
+            "course_id": _ROW_ID,
+            "job_id": {"type": "string", "format": "uuid"},
+            "message": _TEXT,
+            "course": _ref("Course"),
+        },
+        "required": ["success", "course_id", "job_id", "message", "course"],
+    },
+    "LessonRetry": {
+        "type": "object",
+        "properties": {
+            "lesson_id": _ROW_ID,
+            "job_id": {"type": "string", "format": "uuid"},
+            "content_status": {"const": "pending"},
+        },
+        "required": ["lesson_id", "job_id", "content_status"],
+    },
+    "JobRetry": {
+        "type": "object",
+        "properties": {
+            "job_id": {"type": "string", "format": "uuid"},
+            "retried": {"type": "integer", "minimum": 1},
+        },
+        "required": ["job_id", "retried"],
+    },
+    "Health": {
+        "type": "object",
+        "properties": {
+            "status": {"const": "ok"},
+            "provider": {"enum": ["anthropic", "demo"]},
+            "model": _TEXT,
+            "concurrency": {"type": "integer", "minimum": 1},
+            "active_jobs": {"type": "integer", "minimum": 0},
+        },
+        "required": ["status", "provider", "model", "concurrency", "active_jobs"],
+    },
+}
+
+_ID_PARAMETER = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+}
+_JOB_PARAMETER = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+_CURSOR_PARAMETERS = [
+    {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+        "description": "resume after this event id (sent by EventSource on reconnect; wins)",
+    },
+    {
+        "name": "last_event_id",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+        "description": "resume after this event id",
+    },
+]
+_EVENT_STREAM = {
+    "description": "Server-Sent Events: `id:` (event log id), `event:` (snapshot, lesson, "
+    "progress, job, course) and one line of JSON `data:`",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+
+
+def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"summary": summary, "responses": responses, **extra}
+
+
+_PATHS: dict[str, Any] = {
+    "/api/courses/generate": {
+        "post": _operation(
+            "Ask for an outline, store the course and start writing its lessons",
+            _responses(
+                {"201": _json(_ref("GenerateAnswer"), "the course, written in the background")},
+                *(400, 409, 413, 429, 502, 503),
+            ),
+            parameters=[
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+                    "description": "the same key within 24 h returns the first answer",
+                }
+            ],
+            requestBody={"required": True, "content": {JSON: {"schema": _ref("GenerateRequest")}}},
+        )
+    },
+    "/api/courses": {
+        "get": _operation(
+            "Every course, newest first, and the newest event id",
+            _responses({"200": _json(_ref("CourseList"), "the courses")}),
+        )
+    },
+    "/api/courses/{id}": {
+        "parameters": [_ID_PARAMETER],
+        "get": _operation(
+            "A course with its job and lessons",
+            _responses({"200": _json(_ref("Course"), "the course")}, 404),
+        ),
+        "delete": _operation(
+            "Cancel the course's job, then delete it with its lessons, jobs and events",
+            _responses({"204": {"description": "deleted"}}, 404),
+        ),
+    },
+    "/api/lessons/{id}": {
+        "parameters": [_ID_PARAMETER],
+        "get": _operation(
+            "A lesson, with its Markdown and sanitised HTML once complete",
+            _responses({"200": _json(_ref("Lesson"), "the lesson")}, 404),
+        ),
+    },
+    "/api/lessons/{id}/retry": {
+        "parameters": [_ID_PARAMETER],
+        "post": _operation(
+            "Write a failed lesson again, or regenerate a complete one",
+            _responses({"202": _json(_ref("LessonRetry"), "queued")}, 404, 409),
+        ),
+    },
+    "/api/jobs/{job_id}/progress": {
+        "parameters": [_JOB_PARAMETER],
+        "get": _operation(
+            "A job's progress", _responses({"200": _json(_ref("Progress"), "the progress")}, 404)
+        ),
+    },
+    "/api/jobs/{job_id}/retry": {
+        "parameters": [_JOB_PARAMETER],
+        "post": _operation(
+            "Queue every failed lesson again (and a cancelled job's unfinished ones)",
+            _responses({"202": _json(_ref("JobRetry"), "queued")}, 404, 409),
+        ),
+    },
+    "/api/jobs/{job_id}/cancel": {
+        "parameters": [_JOB_PARAMETER],
+        "post": _operation(
+            "Cancel a running job; lessons being written go back to pending",
+            _responses({"202": _json(_ref("Progress"), "cancelled")}, 404, 409),
+        ),
+    },
+    "/api/jobs/{job_id}/events": {
+        "parameters": [_JOB_PARAMETER, *_CURSOR_PARAMETERS],
+        "get": _operation(
+            "A job's events: a snapshot (or what was missed), then live, until it ends",
+            _responses({"200": _EVENT_STREAM}, 400, 404),
+        ),
+    },
+    "/api/events": {
+        "parameters": _CURSOR_PARAMETERS,
+        "get": _operation(
+            "Every job's events, live; endless",
+            _responses({"200": _EVENT_STREAM}, 400),
+        ),
+    },
+    "/api/health": {
+        "get": _operation(
+            "Provider, model, concurrency and running jobs",
+            _responses({"200": _json(_ref("Health"), "the service is up")}),
+        )
+    },
+    "/api/openapi.json": {
+        "get": _operation(
+            "This document", _responses({"200": _json({"type": "object"}, "OpenAPI 3.1")})
+        )
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The whole OpenAPI document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "coursegen",
+            "version": __version__,
+            "description": "A topic in, a whole course written by Claude out, live.",
+        },
+        "paths": _PATHS,
+        "components": {
+            "schemas": _SCHEMAS,
+            "responses": {
+                f"E{status}": _json(_ref("Error"), meaning) for status, meaning in _ERRORS.items()
+            },
+            "securitySchemes": {
+                "token": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "coursegen_session"},
+            },
+        },
+    }
