@@ -1,0 +1,168 @@
+"""Reads: each runs inside a transaction, so the rows it combines agree with each other."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from coursegen.events import Event
+from coursegen.providers.base import LessonPlan, Outline
+from coursegen.store.transaction import JOB_COLUMNS, LATEST_JOB, Transaction, progress_view
+
+IDEMPOTENCY_TTL = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class CourseOutline:
+    """What a lesson prompt needs: the topic and the whole outline, in course order."""
+
+    topic: str
+    outline: Outline
+    lesson_ids: tuple[int, ...]
+
+
+async def list_courses(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
+    """Every course, newest first, with its lesson count and job; and the newest event id."""
+    rows = await txn.fetchall(
+        "SELECT c.id, c.topic, c.title, c.description, c.created_at, "
+        "(SELECT count(*) FROM lessons l WHERE l.course_id = c.id) AS lesson_count, "
+        f"{LATEST_JOB.format(course='c.id')} AS job_id FROM courses c ORDER BY c.id DESC"
+    )
+    jobs = {
+        job["id"]: progress_view(job)
+        for job in await txn.fetchall(
+            f"SELECT {JOB_COLUMNS} FROM content_generation_jobs "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps([row["job_id"] for row in rows]),),
+        )
+    }
+    courses = [
+        {
+            "id": row["id"],
+            "topic": row["topic"],
+            "title": row["title"],
+            "description": row["description"],
+            "created_at": row["created_at"],
+            "lesson_count": row["lesson_count"],
+            "job": jobs.get(row["job_id"]),
+        }
+        for row in rows
+    ]
+    return courses, await newest_event_id(txn)
+
+
+async def course_view(txn: Transaction, course_id: int) -> dict[str, Any] | None:
+    """A course with its newest job and its lessons in course order."""
+    course = await txn.fetchone(
+        "SELECT id, topic, title, description, created_at, "
+        f"{LATEST_JOB.format(course='courses.id')} AS job_id FROM courses WHERE id = ?",
+        (course_id,),
+    )
+    if course is None:
+        return None
+    lessons = await txn.fetchall(
+        "SELECT id, position, title, description, content_status, content_error FROM lessons "
+        "WHERE course_id = ? ORDER BY position, id",
+        (course_id,),
+    )
+    view = {key: course[key] for key in ("id", "topic", "title", "description", "created_at")}
+    view["job"] = await progress(txn, course["job_id"]) if course["job_id"] else None
+    view["lessons"] = [dict(row) for row in lessons]
+    return view
+
+
+async def lesson_view(txn: Transaction, lesson_id: int) -> dict[str, Any] | None:
+    """A lesson; its content only once complete."""
+    row = await txn.fetchone(
+        "SELECT id, course_id, position, title, description, content, content_status, "
+        f"content_error, updated_at, {LATEST_JOB.format(course='course_id')} AS job_id "
+        "FROM lessons WHERE id = ?",
+        (lesson_id,),
+    )
+    if row is None:
+        return None
+    lesson = dict(row)
+    if lesson["content_status"] != "complete":
+        lesson["content"] = None
+    return lesson
+
+
+async def progress(txn: Transaction, job_id: str) -> dict[str, Any] | None:
+    job = await txn.fetchone(
+        f"SELECT {JOB_COLUMNS} FROM content_generation_jobs WHERE id = ?", (job_id,)
+    )
+    return progress_view(job) if job else None
+
+
+async def job_snapshot(txn: Transaction, job_id: str) -> tuple[dict[str, Any], int] | None:
+    """A job's progress and lessons, with the id of its newest event."""
+    job = await progress(txn, job_id)
+    if job is None:
+        return None
+    lessons = await txn.fetchall(
+        "SELECT id, position, title, content_status, content_error FROM lessons "
+        "WHERE course_id = ? ORDER BY position, id",
+        (job["course_id"],),
+    )
+    newest = await txn.fetchone(
+        "SELECT coalesce(max(id), 0) AS id FROM events WHERE job_id = ?", (job_id,)
+    )
+    assert newest is not None
+    return {"job": job, "lessons": [dict(row) for row in lessons]}, newest["id"]
+
+
+async def course_outline(txn: Transaction, job_id: str) -> CourseOutline | None:
+    """The topic and outline of a job's course, for the lesson prompts."""
+    course = await txn.fetchone(
+        "SELECT c.id, c.topic, c.title, c.description FROM courses c "
+        "JOIN content_generation_jobs j ON j.course_id = c.id WHERE j.id = ?",
+        (job_id,),
+    )
+    if course is None:
+        return None
+    lessons = await txn.fetchall(
+        "SELECT id, title, description FROM lessons WHERE course_id = ? ORDER BY position, id",
+        (course["id"],),
+    )
+    outline = Outline(
+        title=course["title"],
+        description=course["description"],
+        lessons=tuple(LessonPlan(row["title"], row["description"]) for row in lessons),
+    )
+    return CourseOutline(course["topic"], outline, tuple(row["id"] for row in lessons))
+
+
+async def events_after(
+    txn: Transaction, cursor: int, job_id: str | None, limit: int
+) -> list[Event]:
+    """Up to `limit` events after `cursor` (of one job, if given), from the log."""
+    sql = "SELECT id, job_id, course_id, type, data FROM events WHERE id > ? "
+    params: tuple[Any, ...] = (cursor,)
+    if job_id is not None:
+        sql += "AND job_id = ? "
+        params = (cursor, job_id)
+    rows = await txn.fetchall(sql + "ORDER BY id LIMIT ?", (*params, limit))
+    return [Event.from_row(*row) for row in rows]
+
+
+async def newest_event_id(txn: Transaction) -> int:
+    row = await txn.fetchone("SELECT coalesce(max(id), 0) AS id FROM events")
+    return int(row["id"]) if row else 0
+
+
+async def count_running_jobs(txn: Transaction) -> int:
+    row = await txn.fetchone(
+        "SELECT count(*) AS n FROM content_generation_jobs WHERE status = 'running'"
+    )
+    return int(row["n"]) if row else 0
+
+
+async def idempotent_answer(txn: Transaction, key: str) -> tuple[str, dict[str, Any]] | None:
+    """The fingerprint and course stored under an Idempotency-Key less than 24 h old."""
+    row = await txn.fetchone(
+        "SELECT fingerprint, response FROM idempotency_keys WHERE key = ? AND created_at > ?",
+        (key, time.time() - IDEMPOTENCY_TTL),
+    )
+    return (row["fingerprint"], json.loads(row["response"])) if row else None

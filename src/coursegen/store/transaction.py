@@ -1,0 +1,140 @@
+"""A write (or read) transaction on one connection, and the views its rows become."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+
+from coursegen.events import Event, encode_data
+
+# The newest job of a course (one per course today; older databases may hold more).
+LATEST_JOB = (
+    "(SELECT j.id FROM content_generation_jobs j WHERE j.course_id = {course} "
+    "ORDER BY j.started_at DESC, j.rowid DESC LIMIT 1)"
+)
+JOB_COLUMNS = (
+    "id, course_id, status, total_lessons, completed_lessons, failed_lessons, "
+    "error_message, started_at, completed_at"
+)
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def progress_view(row: aiosqlite.Row | dict[str, Any]) -> dict[str, Any]:
+    total = row["total_lessons"]
+    settled = row["completed_lessons"] + row["failed_lessons"]
+    return {
+        "job_id": row["id"],
+        "course_id": row["course_id"],
+        "status": row["status"],
+        "progress": settled * 100 // total if total else 0,
+        "total_lessons": total,
+        "completed_lessons": row["completed_lessons"],
+        "failed_lessons": row["failed_lessons"],
+        "error_message": row["error_message"],
+        "started_at": row["started_at"],
+        "completed_at": row["completed_at"],
+    }
+
+
+def _lesson_event(job_id: str, course_id: int, row: aiosqlite.Row) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "course_id": course_id,
+        "lesson_id": row["id"],
+        "position": row["position"],
+        "content_status": row["content_status"],
+        "content_error": row["content_error"],
+    }
+
+
+class Transaction:
+    """An open write transaction and the events it will publish once committed."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+        self.events: list[Event] = []
+        self.forgotten_courses: list[int] = []
+
+    async def emit(
+        self, type: str, data: dict[str, Any], *, job_id: str | None, course_id: int | None
+    ) -> None:
+        text = encode_data(data)
+        cursor = await self.db.execute(
+            "INSERT INTO events (job_id, course_id, type, data, created_at) VALUES (?, ?, ?, ?, ?)",
+            (job_id, course_id, type, text, utcnow()),
+        )
+        assert cursor.lastrowid is not None
+        self.events.append(Event.from_row(cursor.lastrowid, job_id, course_id, type, text))
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        async with self.db.execute(sql, tuple(params)) as cursor:
+            return await cursor.fetchone()
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        return list(await self.db.execute_fetchall(sql, tuple(params)))
+
+    async def lesson_changed(self, job_id: str, course_id: int, row: aiosqlite.Row) -> None:
+        await self.emit(
+            "lesson", _lesson_event(job_id, course_id, row), job_id=job_id, course_id=course_id
+        )
+
+    async def refresh_job(self, job_id: str, *, reopen: bool = False) -> dict[str, Any]:
+        """Derive the job's counters and status from its lessons; emit what changed."""
+        job = await self.fetchone(
+            f"SELECT {JOB_COLUMNS} FROM content_generation_jobs WHERE id = ?", (job_id,)
+        )
+        assert job is not None
+        counts = await self.fetchone(
+            "SELECT count(*) AS total, "
+            "coalesce(sum(content_status = 'complete'), 0) AS completed, "
+            "coalesce(sum(content_status = 'error'), 0) AS failed "
+            "FROM lessons WHERE course_id = ?",
+            (job["course_id"],),
+        )
+        assert counts is not None
+        failed = counts["failed"]
+        new = dict(job)
+        new.update(
+            total_lessons=counts["total"],
+            completed_lessons=counts["completed"],
+            failed_lessons=counts["failed"],
+        )
+        if reopen and job["status"] != "running":
+            new.update(status="running", completed_at=None, error_message=None)
+        elif job["status"] == "running" and new["completed_lessons"] + failed == counts["total"]:
+            new.update(
+                status="error" if failed else "complete",
+                completed_at=utcnow(),
+                error_message=f"{failed} of {counts['total']} lessons failed" if failed else None,
+            )
+        counters_changed = any(
+            new[k] != job[k] for k in ("total_lessons", "completed_lessons", "failed_lessons")
+        )
+        status_changed = new["status"] != job["status"]
+        if counters_changed or status_changed:
+            await self.db.execute(
+                "UPDATE content_generation_jobs SET status = ?, total_lessons = ?, "
+                "completed_lessons = ?, failed_lessons = ?, completed_at = ?, error_message = ? "
+                "WHERE id = ?",
+                (
+                    new["status"],
+                    new["total_lessons"],
+                    new["completed_lessons"],
+                    new["failed_lessons"],
+                    new["completed_at"],
+                    new["error_message"],
+                    job_id,
+                ),
+            )
+        progress = progress_view(new)
+        if counters_changed:
+            await self.emit("progress", progress, job_id=job_id, course_id=job["course_id"])
+        if status_changed:
+            await self.emit("job", progress, job_id=job_id, course_id=job["course_id"])
+        return progress
