@@ -66,6 +66,8 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
             yield {"services": services}
         finally:
             closer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await closer
             await runner.close()
             broker.close()
             await store.close()

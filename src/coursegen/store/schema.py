@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -17,17 +18,23 @@ _COLUMNS_ADDED_LATER = (("lessons", "attempt", "INTEGER NOT NULL DEFAULT 0"),)
 
 async def connect(path: Path, *, read_only: bool) -> aiosqlite.Connection:
     # isolation_level=None: transactions are begun and ended explicitly, nothing implicit.
+    if not read_only:  # `--db data/courses.db` should not need a mkdir first
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
     db = await aiosqlite.connect(path, isolation_level=None)
-    db.row_factory = aiosqlite.Row
-    for pragma in (
-        "journal_mode = WAL",
-        "foreign_keys = ON",
-        "busy_timeout = 5000",
-        "synchronous = NORMAL",
-    ):
-        await db.execute(f"PRAGMA {pragma}")
-    if read_only:
-        await db.execute("PRAGMA query_only = ON")
+    try:
+        db.row_factory = aiosqlite.Row
+        for pragma in (
+            "journal_mode = WAL",
+            "foreign_keys = ON",
+            "busy_timeout = 5000",
+            "synchronous = NORMAL",
+        ):
+            await db.execute(f"PRAGMA {pragma}")
+        if read_only:
+            await db.execute("PRAGMA query_only = ON")
+    except BaseException:
+        await db.close()  # its thread would otherwise keep the process alive
+        raise
     return db
 
 
