@@ -196,7 +196,9 @@ class FakeAnthropic:
     def _bind(self) -> socket.socket:
         # Binding ourselves (rather than letting uvicorn) makes port 0 usable: the port is known
         # before the server starts, with no race between finding a free port and taking it.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on sockets whose
+        # protocol says TCP, and without it every answer waits ~40 ms for a delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
