@@ -1,0 +1,68 @@
+// The JSON API (SPEC section 4). Every failure becomes an ApiError whose message is the
+// server's own words ({"error": "..."}), ready to be shown to a person.
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status; // 0: the server could not be reached
+  }
+}
+
+async function request(method, path, { body, headers } = {}) {
+  const init = { method, headers: { Accept: "application/json", ...headers } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    // Relative to the page, so a proxy may serve coursegen under a path prefix.
+    response = await fetch(`api/${path}`, init);
+  } catch {
+    throw new ApiError(
+      0,
+      "Could not reach the server. Check that coursegen is running, then try again.",
+    );
+  }
+  if (response.status === 204) return null;
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    // Not JSON (a proxy's error page, say): the status line below still says something.
+  }
+  if (!response.ok) {
+    const message =
+      typeof data?.error === "string"
+        ? data.error
+        : `The server answered ${response.status} ${response.statusText}.`;
+    throw new ApiError(response.status, message);
+  }
+  return data;
+}
+
+/** A key that makes a repeated submit (double click, retried request) start nothing new. */
+function idempotencyKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  // randomUUID needs a secure context; a LAN address over plain http is not one.
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) =>
+    b.toString(16).padStart(2, "0"),
+  ).join("");
+}
+
+export const api = {
+  health: () => request("GET", "health"),
+  listCourses: () => request("GET", "courses"),
+  getCourse: (id) => request("GET", `courses/${id}`),
+  getLesson: (id) => request("GET", `lessons/${id}`),
+  generate: (topic, lessons) =>
+    request("POST", "courses/generate", {
+      body: lessons === null ? { topic } : { topic, lessons },
+      headers: { "Idempotency-Key": idempotencyKey() },
+    }),
+  retryLesson: (id) => request("POST", `lessons/${id}/retry`),
+  retryJob: (jobId) => request("POST", `jobs/${jobId}/retry`),
+  cancelJob: (jobId) => request("POST", `jobs/${jobId}/cancel`),
+  deleteCourse: (id) => request("DELETE", `courses/${id}`),
+};

@@ -1,0 +1,217 @@
+// Live updates. One EventSource on /api/events serves the whole page (browsers allow
+// about six connections per origin), resumed from the newest event the page has seen.
+// Without EventSource, or when the stream keeps failing, the page polls the JSON
+// endpoints instead and says so; it tries the stream again now and then.
+
+import { api, ApiError } from "./api.js";
+import * as store from "./store.js";
+
+const EVENT_TYPES = ["course", "lesson", "progress", "job"];
+const FAILURES_BEFORE_POLLING = 3;
+// A stream that stayed open this long was working: its next failure starts a new count.
+const HEALTHY_STREAM_MS = 10_000;
+const REOPEN_DELAYS_MS = [500, 1000, 2000];
+const STREAM_RETRY_WHILE_POLLING_MS = 30_000;
+const RELOAD_AFTER_FAILURE_MS = 3000;
+// Course snapshots fetched at once: room is left for the stream and the person's clicks.
+const PARALLEL_FETCHES = 4;
+
+export class Live {
+  constructor({ pollInterval }) {
+    this.pollInterval = pollInterval;
+    this.source = null;
+    this.failures = 0;
+    this.openedAt = 0;
+    this.streamTimer = null;
+    this.polling = false;
+    this.pollTimer = null;
+    this.pollRunning = false;
+    this.pollAgain = false;
+    this.loading = new Map(); // course id -> promise of its snapshot
+    this.contentAsked = new Map(); // lesson id -> the version whose HTML was asked for
+  }
+
+  /** Load every course, then follow the changes. */
+  async start() {
+    try {
+      const ticket = store.ticket();
+      const list = await api.listCourses();
+      store.applyList(list, ticket);
+      // Open the stream before fetching lessons: events that overtake a snapshot are
+      // replayed on top of it, events that come before it wait in the store.
+      if (typeof window.EventSource === "function") this.openStream();
+      else this.startPolling();
+      await this.loadCourses(list.courses.map((course) => course.id));
+      store.set({ loaded: true });
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      store.setLive({ mode: "offline" });
+      setTimeout(() => this.start(), this.pollInterval);
+    }
+  }
+
+  /** Catch up at once after an action, when polling; the stream needs no help. */
+  nudge() {
+    if (this.polling) this.schedulePoll(0);
+  }
+
+  // -- the stream -----------------------------------------------------------------------
+
+  openStream() {
+    clearTimeout(this.streamTimer);
+    const source = new EventSource(`api/events?last_event_id=${store.state.cursor}`);
+    this.source = source;
+    source.onopen = () => {
+      this.openedAt = Date.now();
+      this.stopPolling();
+      store.setLive({ mode: "stream" });
+    };
+    for (const type of EVENT_TYPES) source.addEventListener(type, (event) => this.receive(event));
+    source.onerror = () => this.streamFailed(source);
+  }
+
+  receive(event) {
+    const data = JSON.parse(event.data);
+    if (!store.applyEvent(Number(event.lastEventId), event.type, data)) return;
+    if (
+      event.type === "course" &&
+      data.action === "created" &&
+      !store.state.courses.has(data.course_id)
+    ) {
+      this.loadCourse(data.course_id); // made elsewhere (another tab, the API)
+    }
+  }
+
+  streamFailed(source) {
+    if (source !== this.source) return;
+    const wasHealthy = this.openedAt && Date.now() - this.openedAt >= HEALTHY_STREAM_MS;
+    this.failures = wasHealthy ? 1 : this.failures + 1;
+    this.openedAt = 0;
+    if (this.failures >= FAILURES_BEFORE_POLLING) {
+      source.close();
+      this.source = null;
+      this.startPolling();
+      this.streamTimer = setTimeout(() => this.openStream(), STREAM_RETRY_WHILE_POLLING_MS);
+      return;
+    }
+    if (!this.polling) store.setLive({ mode: "reconnecting" });
+    if (source.readyState === EventSource.CLOSED) {
+      // The server refused the stream (an error status); the browser will not retry.
+      source.close();
+      this.source = null;
+      this.streamTimer = setTimeout(() => this.openStream(), REOPEN_DELAYS_MS[this.failures - 1]);
+    }
+    // Otherwise the browser reconnects by itself, sending Last-Event-ID.
+  }
+
+  // -- polling --------------------------------------------------------------------------
+
+  startPolling() {
+    store.setLive({ mode: "polling" });
+    if (this.polling) return;
+    this.polling = true;
+    this.schedulePoll(0);
+  }
+
+  stopPolling() {
+    this.polling = false;
+    clearTimeout(this.pollTimer);
+  }
+
+  schedulePoll(delay) {
+    clearTimeout(this.pollTimer);
+    this.pollTimer = setTimeout(() => this.poll(), delay);
+  }
+
+  async poll() {
+    // One poll at a time: an older answer must never land after a newer one.
+    if (this.pollRunning) {
+      this.pollAgain = true;
+      return;
+    }
+    this.pollRunning = true;
+    const wasOffline = store.state.live.mode === "offline";
+    try {
+      await this.refresh();
+      if (this.polling) store.setLive({ mode: "polling" });
+      // The server is back after being unreachable: its stream most likely is too.
+      if (this.polling && wasOffline && typeof window.EventSource === "function" && !this.source) {
+        this.openStream();
+      }
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (this.polling) store.setLive({ mode: "offline" });
+    } finally {
+      this.pollRunning = false;
+    }
+    if (!this.polling) return;
+    this.schedulePoll(this.pollAgain ? 0 : this.pollInterval);
+    this.pollAgain = false;
+  }
+
+  /** Bring the page up to date from the JSON endpoints alone. */
+  async refresh() {
+    const ticket = store.ticket();
+    const list = await api.listCourses();
+    // Decided before the list is applied: what changed since the last look.
+    const changed = list.courses.filter((summary) => this.needsLessons(summary));
+    store.applyList(list, ticket);
+    await this.loadCourses(changed.map((summary) => summary.id));
+  }
+
+  needsLessons(summary) {
+    const course = store.state.courses.get(summary.id);
+    if (!course?.lessons || course.lessons.length !== summary.lesson_count) return true;
+    const [before, now] = [course.job, summary.job];
+    // While a job runs, lessons change without the counters changing (pending -> generating).
+    if (now?.status === "running") return true;
+    return JSON.stringify(before) !== JSON.stringify(now);
+  }
+
+  // -- snapshots ------------------------------------------------------------------------
+
+  async loadCourses(ids) {
+    const queue = [...ids];
+    const worker = async () => {
+      while (queue.length) await this.loadCourse(queue.shift());
+    };
+    await Promise.all(Array.from({ length: Math.min(PARALLEL_FETCHES, queue.length) }, worker));
+  }
+
+  loadCourse(id) {
+    const pending = this.loading.get(id);
+    if (pending) return pending;
+    const ticket = store.ticket();
+    const promise = api
+      .getCourse(id)
+      .then((course) => store.applyCourse(course, ticket))
+      .catch((error) => {
+        if (!(error instanceof ApiError)) throw error;
+        if (error.status === 404) store.removeCourse(id);
+        else if (!this.polling) setTimeout(() => this.loadCourse(id), RELOAD_AFTER_FAILURE_MS);
+        // (while polling, the next poll asks again)
+      })
+      .finally(() => this.loading.delete(id));
+    this.loading.set(id, promise);
+    return promise;
+  }
+
+  /** Fetch a complete lesson's HTML, once per run of the lesson. */
+  async loadContent(lesson) {
+    const version = lesson.version;
+    if (this.contentAsked.get(lesson.id) === version) return;
+    this.contentAsked.set(lesson.id, version);
+    try {
+      const full = await api.getLesson(lesson.id);
+      // If it is no longer complete, its event (or the next poll) brings a new version.
+      if (full.content_status === "complete")
+        store.setContent(lesson.id, full.content_html, version);
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      setTimeout(() => {
+        if (this.contentAsked.get(lesson.id) === version) this.contentAsked.delete(lesson.id);
+        store.changed(); // the lesson page asks again
+      }, RELOAD_AFTER_FAILURE_MS);
+    }
+  }
+}

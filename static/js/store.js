@@ -1,0 +1,269 @@
+// The page's one source of truth. Views render from `state` and nothing else; API
+// answers and live events change it only through the functions below.
+//
+// Every change is "set to", never "advance by", so applying the same news twice is
+// harmless: the event stream, the generate answer and polling may all report one
+// change, in any order.
+
+const RECENT_EVENTS = 2000;
+const SUCCESS_NOTICE_MS = 10_000;
+
+export const state = {
+  loaded: false, // the first list and every course's lessons have arrived
+  health: null,
+  cursor: 0, // the newest event id seen: where a (re)opened stream resumes
+  courses: new Map(), // id -> course, with `lessons` (null until loaded) and `job`
+  content: new Map(), // lesson id -> {html, version}: sanitised HTML of one run of the lesson
+  live: { mode: "connecting" }, // stream, reconnecting, polling or offline
+  route: { name: "home" },
+  form: { busy: false }, // and `error`, `field`, `message` once there is something to say
+  notices: [],
+  collapsed: new Set(), // course ids folded in the tree
+  busy: new Set(), // actions waiting for the server, e.g. "cancel:12"
+  confirmDelete: null, // the course id whose deletion awaits a second click
+};
+
+// Recent events, so that a snapshot which may predate some of them can be brought up to
+// date by applying them again (see applyCourse).
+const recent = [];
+// Course ids are reused by SQLite after the newest course is deleted, so a deletion is
+// remembered by the local sequence number, not forever by id.
+const deletedAt = new Map();
+const finishes = new Map(); // job id -> completed_at of its newest finish seen
+let sequence = 0;
+let noticeIds = 0;
+
+const listeners = new Set();
+let scheduled = false;
+
+export function subscribe(listener) {
+  listeners.add(listener);
+}
+
+/** Ask for one render after the current task, however many changes it makes. */
+export function changed() {
+  if (scheduled) return;
+  scheduled = true;
+  queueMicrotask(() => {
+    scheduled = false;
+    for (const listener of listeners) listener(state);
+  });
+}
+
+/**
+ * Taken just before asking the server for a snapshot: what the page had seen by then.
+ * `since` is the newest event applied; `seq` orders the request among local changes.
+ */
+export function ticket() {
+  return { since: state.cursor, seq: ++sequence };
+}
+
+export function coursesNewestFirst() {
+  return [...state.courses.values()].sort((a, b) => b.id - a.id);
+}
+
+export function findLesson(course, lessonId) {
+  return course?.lessons?.find((lesson) => lesson.id === lessonId) ?? null;
+}
+
+/** The lesson's HTML if it belongs to the run now shown (a regenerate makes it stale). */
+export function contentOf(lesson) {
+  const stored = state.content.get(lesson.id);
+  return stored && stored.version === lesson.version ? stored.html : null;
+}
+
+// -- news from the server ---------------------------------------------------------------
+
+/** An event from the stream; returns false for one already applied (a resumed stream). */
+export function applyEvent(id, type, data) {
+  if (id <= state.cursor) return false;
+  state.cursor = id;
+  recent.push({ id, type, data });
+  if (recent.length > RECENT_EVENTS) recent.splice(0, recent.length - RECENT_EVENTS);
+  apply(type, data);
+  changed();
+  return true;
+}
+
+function apply(type, data) {
+  if (type === "course") {
+    if (data.action === "deleted") removeCourse(data.course_id);
+    return; // "created": the live module fetches the new course
+  }
+  const course = state.courses.get(data.course_id);
+  if (!course) return; // its snapshot, when it comes, replays this event
+  if (type === "lesson") {
+    const lesson = findLesson(course, data.lesson_id);
+    if (lesson) setLessonStatus(lesson, data.content_status, data.content_error);
+  } else if (type === "progress" || type === "job") {
+    setJob(course, data);
+  }
+}
+
+/** `GET /api/courses`: every course without lessons, and the newest event id. */
+export function applyList(list, { seq }) {
+  const listed = new Set();
+  for (const summary of list.courses) {
+    listed.add(summary.id);
+    if ((deletedAt.get(summary.id) ?? 0) > seq) continue; // deleted since we asked
+    const course = upsertCourse(summary);
+    course.lesson_count = summary.lesson_count;
+    setJob(course, summary.job);
+  }
+  for (const course of [...state.courses.values()]) {
+    // A course that appeared after we asked (our own generate) is not missing.
+    if (!listed.has(course.id) && course.addedSeq < seq) removeCourse(course.id);
+  }
+  state.cursor = Math.max(state.cursor, list.last_event_id);
+  changed();
+}
+
+/**
+ * A course with its lessons (`GET /api/courses/{id}` or the generate answer).
+ *
+ * The snapshot may be older than events that arrived while it was on its way, so the
+ * events received since the ticket are applied again on top of it: per lesson, the last
+ * event received wins, and any newer one is still to come from the stream.
+ */
+export function applyCourse(detail, { since, seq }) {
+  if ((deletedAt.get(detail.id) ?? 0) > seq) return;
+  const course = upsertCourse(detail);
+  const previous = new Map((course.lessons ?? []).map((lesson) => [lesson.id, lesson]));
+  course.lessons = detail.lessons.map((data) => {
+    const lesson = previous.get(data.id) ?? { id: data.id, version: 0, content_status: null };
+    lesson.position = data.position;
+    lesson.title = data.title;
+    lesson.description = data.description;
+    setLessonStatus(lesson, data.content_status, data.content_error);
+    return lesson;
+  });
+  course.lesson_count = course.lessons.length;
+  setJob(course, detail.job);
+  for (const event of recent) {
+    if (event.id > since && event.data.course_id === detail.id) apply(event.type, event.data);
+  }
+  changed();
+}
+
+/** A lesson's sanitised HTML, fetched while the lesson was at `version`. */
+export function setContent(lessonId, html, version) {
+  state.content.set(lessonId, { html, version });
+  changed();
+}
+
+export function removeCourse(courseId) {
+  const course = state.courses.get(courseId);
+  deletedAt.set(courseId, ++sequence);
+  if (!course) return;
+  for (const lesson of course.lessons ?? []) state.content.delete(lesson.id);
+  state.courses.delete(courseId);
+  state.notices = state.notices.filter((notice) => notice.courseId !== courseId);
+  if (state.confirmDelete === courseId) state.confirmDelete = null;
+  changed();
+}
+
+function upsertCourse(data) {
+  let course = state.courses.get(data.id);
+  if (!course) {
+    course = { id: data.id, lessons: null, job: null, watched: false, addedSeq: ++sequence };
+    state.courses.set(data.id, course);
+  }
+  course.topic = data.topic;
+  course.title = data.title;
+  course.description = data.description;
+  course.created_at = data.created_at;
+  return course;
+}
+
+function setLessonStatus(lesson, status, error) {
+  if (lesson.content_status !== status) {
+    lesson.content_status = status;
+    lesson.version += 1; // any content fetched for the previous run is now stale
+    state.content.delete(lesson.id);
+  }
+  lesson.content_error = error ?? null;
+}
+
+function setJob(course, job) {
+  const before = course.job;
+  course.job = job ?? null;
+  if (!job) return;
+  if (job.status === "running") {
+    course.watched = true; // the tree keeps showing its progress until the page reloads
+    return;
+  }
+  // Each run of a job finishes once, at its completed_at. Replays, stale snapshots and
+  // polling may show a finish again, or an older one: only a newer one is news.
+  const last = finishes.get(job.job_id);
+  if (!job.completed_at || (last !== undefined && last >= job.completed_at)) return;
+  finishes.set(job.job_id, job.completed_at);
+  // Announced only if the page saw the job before this finish, not if it was long over.
+  // (Polling may miss the running in between a retry and its quick end, hence the times.)
+  if (
+    before?.job_id === job.job_id &&
+    (before.status === "running" || before.completed_at !== job.completed_at)
+  ) {
+    announceFinish(course, job);
+  }
+}
+
+function announceFinish(course, job) {
+  dismissCourseNotices(course.id); // the newest finish of a course replaces older news of it
+  const total = job.total_lessons;
+  if (job.status === "complete") {
+    const text = total === 1 ? "The lesson is ready" : `All ${total} lessons ready`;
+    notify({ kind: "success", courseId: course.id, title: course.title, text });
+  } else if (job.status === "error") {
+    const failed = job.failed_lessons;
+    const text = failed
+      ? `Finished with ${failed} ${failed === 1 ? "error" : "errors"}`
+      : job.error_message || "Stopped with an error";
+    notify({ kind: "error", courseId: course.id, title: course.title, text, action: "retry-job" });
+  }
+}
+
+// -- page state -------------------------------------------------------------------------
+
+/** A non-blocking message; success notices go away by themselves, errors stay. */
+export function notify({ kind = "info", courseId = null, title = "", text, action = null }) {
+  const notice = { id: ++noticeIds, kind, courseId, title, text, action };
+  state.notices = [...state.notices, notice].slice(-5);
+  if (kind !== "error") setTimeout(() => dismiss(notice.id), SUCCESS_NOTICE_MS);
+  changed();
+  return notice;
+}
+
+export function dismiss(noticeId) {
+  const before = state.notices.length;
+  state.notices = state.notices.filter((notice) => notice.id !== noticeId);
+  if (state.notices.length !== before) changed();
+}
+
+/** Drop a course's notices, e.g. its "finished with errors" once its retry is asked for. */
+export function dismissCourseNotices(courseId) {
+  const before = state.notices.length;
+  state.notices = state.notices.filter((notice) => notice.courseId !== courseId);
+  if (state.notices.length !== before) changed();
+}
+
+export function set(changes) {
+  Object.assign(state, changes);
+  changed();
+}
+
+export function setLive(changes) {
+  state.live = { ...state.live, ...changes };
+  changed();
+}
+
+export function toggleCollapsed(courseId, collapsed = !state.collapsed.has(courseId)) {
+  if (collapsed) state.collapsed.add(courseId);
+  else state.collapsed.delete(courseId);
+  changed();
+}
+
+export function setBusy(key, busy) {
+  if (busy) state.busy.add(key);
+  else state.busy.delete(key);
+  changed();
+}

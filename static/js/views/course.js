@@ -1,0 +1,161 @@
+// The course page: what it is about, how far its writing is, what can be done with it.
+
+import { h, setAttr, setText, syncKeyed } from "../dom.js";
+import { lessonHref } from "../router.js";
+import {
+  LESSON_STATUS,
+  jobStatusText,
+  marker,
+  progressText,
+  setHidden,
+  updateMarker,
+  updateProgress,
+} from "./parts.js";
+
+/** Build the page's elements; `update` then keeps them in step with the state. */
+export function buildCourse(course, actions) {
+  const byId = (fn) => () => fn(course.id);
+  const parts = {
+    topic: h("span"),
+    title: h("h1", { class: "page-title", tabindex: -1 }),
+    description: h("p", { class: "description" }),
+    bar: h("progress", { max: 100, value: 0, "aria-labelledby": "course-progress-text" }),
+    progress: h("p", {
+      id: "course-progress-text",
+      class: "progress-text",
+      "aria-live": "polite",
+      "aria-atomic": "true",
+    }),
+    status: h("p", { class: "job-status" }),
+    cancel: h(
+      "button",
+      { type: "button", class: "button", onclick: byId(actions.cancel) },
+      "Cancel generation",
+    ),
+    retry: h("button", { type: "button", class: "button", onclick: byId(actions.retryJob) }),
+    remove: h(
+      "button",
+      { type: "button", class: "button danger", onclick: byId(actions.askDelete) },
+      "Delete course…",
+    ),
+    confirmText: h("p"),
+    confirmYes: h(
+      "button",
+      { type: "button", class: "button danger", onclick: byId(actions.confirmDelete) },
+      "Delete",
+    ),
+    lessons: h("ol", { class: "lesson-list" }),
+  };
+  parts.job = h(
+    "section",
+    { class: "job", "aria-label": "Progress" },
+    parts.bar,
+    parts.progress,
+    parts.status,
+  );
+  parts.confirm = h(
+    "div",
+    { class: "confirm", role: "group", "aria-label": "Confirm deletion", hidden: true },
+    parts.confirmText,
+    h(
+      "div",
+      { class: "actions" },
+      parts.confirmYes,
+      h("button", { type: "button", class: "button", onclick: actions.keep }, "Keep it"),
+    ),
+  );
+  const article = h(
+    "article",
+    { class: "course-page", dataset: { courseId: course.id } },
+    h(
+      "header",
+      null,
+      h("p", { class: "eyebrow" }, "Course on ", parts.topic),
+      parts.title,
+      parts.description,
+    ),
+    parts.job,
+    h("div", { class: "actions" }, parts.cancel, parts.retry, parts.remove),
+    parts.confirm,
+    h("h2", null, "Lessons"),
+    parts.lessons,
+  );
+  article.parts = parts;
+  return article;
+}
+
+export function updateCourse(article, course, state) {
+  const parts = article.parts;
+  setText(parts.topic, course.topic);
+  setText(parts.title, course.title);
+  setText(parts.description, course.description);
+
+  const job = course.job;
+  setHidden(parts.job, !job);
+  setHidden(parts.cancel, job?.status !== "running");
+  parts.cancel.disabled = state.busy.has(`cancel:${course.id}`);
+  if (job) {
+    updateProgress(parts.bar, job);
+    setText(parts.progress, progressText(job));
+    setText(parts.status, jobStatusText(job));
+    setAttr(parts.status, "data-status", job.status);
+  }
+
+  const failed = course.lessons?.filter((lesson) => lesson.content_status === "error").length ?? 0;
+  const queued = course.lessons?.some((lesson) => lesson.content_status === "pending");
+  const resumable = job?.status === "cancelled" && queued;
+  setHidden(parts.retry, !(job && job.status !== "running" && (failed || resumable)));
+  setText(
+    parts.retry,
+    failed
+      ? `Retry ${failed === 1 ? "the failed lesson" : `${failed} failed lessons`}`
+      : "Resume generation",
+  );
+  parts.retry.disabled = state.busy.has(`retry:${course.id}`);
+
+  const confirming = state.confirmDelete === course.id;
+  setHidden(parts.confirm, !confirming);
+  setText(
+    parts.confirmText,
+    `Delete “${course.title}” and all its lessons? This cannot be undone.`,
+  );
+  parts.remove.disabled = confirming;
+  parts.confirmYes.disabled = state.busy.has(`delete:${course.id}`);
+
+  syncKeyed(
+    parts.lessons,
+    course.lessons ?? [],
+    (lesson) => lesson.id,
+    createLesson,
+    (li, lesson) => updateLesson(li, lesson, course),
+  );
+}
+
+function createLesson() {
+  return h(
+    "li",
+    { class: "lesson-row" },
+    marker(),
+    h(
+      "div",
+      null,
+      h("a", { class: "lesson-link" }),
+      h("span", { class: "status-word" }),
+      h("p", { class: "lesson-description" }),
+    ),
+  );
+}
+
+function updateLesson(li, lesson, course) {
+  const [mark, body] = li.children;
+  const [link, word, description] = body.children;
+  const status = lesson.content_status;
+  setAttr(li, "data-lesson-id", lesson.id);
+  setAttr(li, "data-status", status);
+  updateMarker(mark, status);
+  setAttr(link, "href", lessonHref(course.id, lesson.id));
+  setText(link, lesson.title);
+  setText(word, LESSON_STATUS[status]?.label ?? status);
+  setText(description, status === "error" ? lesson.content_error : lesson.description);
+  setAttr(description, "data-error", status === "error" ? "" : null);
+}

@@ -1,0 +1,72 @@
+// The main area: whichever page the address names, built once per page and then kept
+// up to date in place, so that focus, selection and scroll survive live updates.
+
+import { h } from "../dom.js";
+import { findLesson } from "../store.js";
+import { buildCourse, updateCourse } from "./course.js";
+import { buildLesson, updateLesson } from "./lesson.js";
+
+/** Render the page for `state.route`; returns its title for the document. */
+export function renderMain(main, state, actions) {
+  const route = state.route;
+  const course = route.courseId !== undefined ? state.courses.get(route.courseId) : null;
+
+  if (route.name === "home") {
+    show(main, "home", homePage);
+    return "coursegen";
+  }
+  if (route.name === "course" && course) {
+    const page = show(main, `course:${course.id}`, () => buildCourse(course, actions));
+    updateCourse(page, course, state);
+    return `${course.title} · coursegen`;
+  }
+  if (route.name === "lesson" && course?.lessons) {
+    const lesson = findLesson(course, route.lessonId);
+    if (lesson) {
+      const page = show(main, `lesson:${lesson.id}`, () => buildLesson(course, lesson, actions));
+      updateLesson(page, course, lesson, state);
+      return `${lesson.title} · ${course.title} · coursegen`;
+    }
+  }
+  // Not there (yet): still loading, or deleted, or never existed.
+  if (!state.loaded || (course && !course.lessons)) {
+    show(main, "loading", () => h("p", { class: "muted" }, "Loading…"));
+    return "coursegen";
+  }
+  show(main, "missing", missingPage);
+  return "Not found · coursegen";
+}
+
+/** Put the page with this key in place, building it only if another page is showing. */
+function show(main, key, build) {
+  if (main.dataset.page !== key) {
+    main.dataset.page = key;
+    main.replaceChildren(build());
+  }
+  return main.firstElementChild;
+}
+
+function homePage() {
+  return h(
+    "section",
+    { class: "home-page" },
+    h("h1", { class: "page-title", tabindex: -1 }, "Courses, written while you read"),
+    h(
+      "p",
+      null,
+      "Type a topic and choose Generate course. The outline appears at once; each lesson is ",
+      "written in the background and can be opened while the others are still being written.",
+    ),
+    h("p", { class: "muted" }, "Pick a course or lesson from the list to read it."),
+  );
+}
+
+function missingPage() {
+  return h(
+    "section",
+    { class: "missing-page" },
+    h("h1", { class: "page-title", tabindex: -1 }, "Nothing here"),
+    h("p", null, "This course or lesson does not exist; it may have been deleted."),
+    h("p", null, h("a", { href: "#/" }, "Back to the start")),
+  );
+}
