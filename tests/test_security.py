@@ -98,6 +98,15 @@ async def test_every_response_carries_the_security_headers(running: Running, pat
     assert response.headers["x-frame-options"] == "DENY"
 
 
+@pytest.mark.parametrize("path", ["/", "/js/app.js", "/app.css"])
+async def test_page_files_are_revalidated_on_every_load(running: Running, path: str) -> None:
+    first = await running.http.get(path)
+    assert first.status_code == 200
+    assert first.headers["cache-control"] == "no-cache"
+    again = await running.http.get(path, headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
+
+
 # -- the optional API token ---------------------------------------------------------------
 
 TOKEN = "a-long-random-token-for-tests-3b8f"

@@ -93,7 +93,7 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
     routes = [
         # A router of its own, so a wrong method under /api/ is a 405, not the page's 404.
         Mount("/api", routes=api_routes),
-        Mount("/", StaticFiles(directory=static_dir(), html=True), name="static"),
+        Mount("/", _PageFiles(directory=static_dir(), html=True), name="static"),
     ]
     app = Starlette(
         routes=routes,
@@ -109,6 +109,16 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
         app.add_middleware(TokenGate, token=settings.api_token)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+class _PageFiles(StaticFiles):
+    """The page's files, revalidated (ETag) on every load: after an upgrade a browser
+    must not run old and new modules side by side."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
 
 
 async def _close_streams_on_exit(services: Services) -> None:
