@@ -1,9 +1,11 @@
 -- coursegen schema. Applied on every start: every statement is idempotent, so
--- existing databases keep working. Columns added after the first release are
--- added to old databases by coursegen.store (see _COLUMNS_ADDED_LATER).
+-- existing databases keep working. What changed since the first release is
+-- brought to old databases by coursegen/store/schema.py.
 
+-- AUTOINCREMENT: an id is never reused, so an address bookmarked for a deleted
+-- course or lesson never opens a newer one.
 CREATE TABLE IF NOT EXISTS courses (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     topic       TEXT NOT NULL,
     title       TEXT NOT NULL,
     description TEXT NOT NULL DEFAULT '',
@@ -11,7 +13,7 @@ CREATE TABLE IF NOT EXISTS courses (
 );
 
 CREATE TABLE IF NOT EXISTS lessons (
-    id             INTEGER PRIMARY KEY,
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
     course_id      INTEGER NOT NULL REFERENCES courses(id) ON DELETE CASCADE,
     position       INTEGER NOT NULL,
     title          TEXT NOT NULL,

@@ -55,6 +55,33 @@ async def test_an_older_database_is_brought_up_to_date_and_its_job_resumes(
         columns = {row[1] for row in db.execute("PRAGMA table_info(lessons)")}
         assert "attempt" in columns
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+        indexes = {
+            row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='index'")
+        }
+        assert {"lessons_by_course", "jobs_by_course"} <= indexes
+    # The rebuilt tables never hand out an id again, even the newest one's after a delete.
+    newest = await running.generate("Newest course", lessons=2)
+    await running.settle(newest["job_id"])
+    assert (await running.http.delete(f"/api/courses/{newest['course_id']}")).status_code == 204
+    after = await running.generate("After the delete", lessons=2)
+    assert after["course_id"] > newest["course_id"]
+    old_lessons = {lesson["id"] for lesson in newest["course"]["lessons"]}
+    assert not old_lessons & {lesson["id"] for lesson in after["course"]["lessons"]}
+    # The seed's rows came through the rebuild whole, and a delete still cascades.
+    assert [lesson["title"] for lesson in course["lessons"]] == ["One", "Two", "Three"]
+    assert (await running.http.delete("/api/courses/1")).status_code == 204
+    with sqlite3.connect(settings.db_path) as db:
+        assert db.execute("SELECT count(*) FROM lessons WHERE course_id = 1").fetchone()[0] == 0
+
+
+async def test_a_new_database_never_reuses_ids(running: Running) -> None:
+    first = await running.generate(lessons=1)
+    await running.settle(first["job_id"])
+    await running.http.delete(f"/api/courses/{first['course_id']}")
+    second = await running.generate(lessons=1)
+    assert second["course_id"] == first["course_id"] + 1
+    assert second["course"]["lessons"][0]["id"] == first["course"]["lessons"][0]["id"] + 1
 
 
 async def test_connections_use_wal_foreign_keys_and_normal_sync(tmp_path: Path) -> None:

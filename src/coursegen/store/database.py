@@ -163,8 +163,10 @@ class Store:
                 ],
             )
             await txn.db.execute(
+                # Every column given: older databases have no defaults for the counters.
                 "INSERT INTO content_generation_jobs (id, course_id, status, total_lessons, "
-                "started_at) VALUES (?, ?, 'running', ?, ?)",
+                "completed_lessons, failed_lessons, started_at) "
+                "VALUES (?, ?, 'running', ?, 0, 0, ?)",
                 (job_id, course_id, len(outline.lessons), now),
             )
             assert course_id is not None
@@ -381,17 +383,12 @@ class Store:
         """Delete a course with its lessons, jobs and events; log that it is gone."""
 
         async def work(txn: Transaction) -> None:
-            deleted = await txn.fetchone(
-                "DELETE FROM courses WHERE id = ? RETURNING id", (course_id,)
-            )
-            if deleted is None:
+            if await txn.fetchone("SELECT id FROM courses WHERE id = ?", (course_id,)) is None:
                 raise NotFound("no such course")
-            # Explicit, for databases created before their foreign keys cascaded.
-            await txn.db.execute(
-                "DELETE FROM content_generation_jobs WHERE course_id = ?", (course_id,)
-            )
-            await txn.db.execute("DELETE FROM lessons WHERE course_id = ?", (course_id,))
-            await txn.db.execute("DELETE FROM events WHERE course_id = ?", (course_id,))
+            # Children first, explicitly: older databases' foreign keys do not cascade.
+            for table in ("events", "lessons", "content_generation_jobs", "courses"):
+                column = "id" if table == "courses" else "course_id"
+                await txn.db.execute(f"DELETE FROM {table} WHERE {column} = ?", (course_id,))
             txn.forgotten_courses.append(course_id)
             await txn.emit(
                 "course", {"course_id": course_id, "action": "deleted"},

@@ -26,7 +26,7 @@ class CourseOutline:
 async def list_courses(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
     """Every course, newest first, with its lesson count and job; and the newest event id."""
     rows = await txn.fetchall(
-        "SELECT c.id, c.topic, c.title, c.description, c.created_at, "
+        "SELECT c.id, c.topic, c.title, coalesce(c.description, '') AS description, c.created_at, "
         "(SELECT count(*) FROM lessons l WHERE l.course_id = c.id) AS lesson_count, "
         f"{LATEST_JOB.format(course='c.id')} AS job_id FROM courses c ORDER BY c.id DESC"
     )
@@ -56,15 +56,15 @@ async def list_courses(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
 async def course_view(txn: Transaction, course_id: int) -> dict[str, Any] | None:
     """A course with its newest job and its lessons in course order."""
     course = await txn.fetchone(
-        "SELECT id, topic, title, description, created_at, "
+        "SELECT id, topic, title, coalesce(description, '') AS description, created_at, "
         f"{LATEST_JOB.format(course='courses.id')} AS job_id FROM courses WHERE id = ?",
         (course_id,),
     )
     if course is None:
         return None
     lessons = await txn.fetchall(
-        "SELECT id, position, title, description, content_status, content_error FROM lessons "
-        "WHERE course_id = ? ORDER BY position, id",
+        "SELECT id, position, title, coalesce(description, '') AS description, content_status, "
+        "content_error FROM lessons WHERE course_id = ? ORDER BY position, id",
         (course_id,),
     )
     view = {key: course[key] for key in ("id", "topic", "title", "description", "created_at")}
@@ -76,9 +76,9 @@ async def course_view(txn: Transaction, course_id: int) -> dict[str, Any] | None
 async def lesson_view(txn: Transaction, lesson_id: int) -> dict[str, Any] | None:
     """A lesson; its content only once complete."""
     row = await txn.fetchone(
-        "SELECT id, course_id, position, title, description, content, content_status, "
-        f"content_error, updated_at, {LATEST_JOB.format(course='course_id')} AS job_id "
-        "FROM lessons WHERE id = ?",
+        "SELECT id, course_id, position, title, coalesce(description, '') AS description, "
+        "content, content_status, content_error, updated_at, "
+        f"{LATEST_JOB.format(course='course_id')} AS job_id FROM lessons WHERE id = ?",
         (lesson_id,),
     )
     if row is None:
@@ -116,14 +116,16 @@ async def job_snapshot(txn: Transaction, job_id: str) -> tuple[dict[str, Any], i
 async def course_outline(txn: Transaction, job_id: str) -> CourseOutline | None:
     """The topic and outline of a job's course, for the lesson prompts."""
     course = await txn.fetchone(
-        "SELECT c.id, c.topic, c.title, c.description FROM courses c "
+        "SELECT c.id, c.topic, c.title, coalesce(c.description, '') AS description "
+        "FROM courses c "
         "JOIN content_generation_jobs j ON j.course_id = c.id WHERE j.id = ?",
         (job_id,),
     )
     if course is None:
         return None
     lessons = await txn.fetchall(
-        "SELECT id, title, description FROM lessons WHERE course_id = ? ORDER BY position, id",
+        "SELECT id, title, coalesce(description, '') AS description FROM lessons "
+        "WHERE course_id = ? ORDER BY position, id",
         (course["id"],),
     )
     outline = Outline(

@@ -1,9 +1,10 @@
-"""Opening the database: pragmas, schema.sql, and columns older databases lack."""
+"""Opening the database: pragmas, schema.sql, and bringing older databases up to date."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from pathlib import Path
 
 import aiosqlite
@@ -14,6 +15,10 @@ logger = logging.getLogger(__name__)
 
 # Columns added after the first release: (table, column, declaration).
 _COLUMNS_ADDED_LATER = (("lessons", "attempt", "INTEGER NOT NULL DEFAULT 0"),)
+# Tables whose ids became AUTOINCREMENT after the first release.
+_IDS_NEVER_REUSED = ("courses", "lessons")
+_INTEGER_KEY = re.compile(r"\bid\s+INTEGER\s+PRIMARY\s+KEY\b", re.IGNORECASE)
+_TABLE_NAME = re.compile(r"^\s*CREATE\s+TABLE\s+(\"?)\w+\1", re.IGNORECASE)
 
 
 async def connect(path: Path, *, read_only: bool) -> aiosqlite.Connection:
@@ -39,10 +44,55 @@ async def connect(path: Path, *, read_only: bool) -> aiosqlite.Connection:
 
 
 async def migrate(db: aiosqlite.Connection) -> None:
-    """Apply schema.sql (every statement is idempotent) and add columns added since."""
-    await db.executescript(schema_path().read_text())
+    """Apply schema.sql (every statement is idempotent) and what changed since."""
+    script = schema_path().read_text()
+    await db.executescript(script)
     for table, column, declaration in _COLUMNS_ADDED_LATER:
         rows = await db.execute_fetchall(f"PRAGMA table_info({table})")
         if column not in {row["name"] for row in rows}:
             logger.info("adding column %s.%s to an older database", table, column)
             await db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    rebuilt = [table for table in _IDS_NEVER_REUSED if await _never_reuse_ids(db, table)]
+    if rebuilt:
+        await db.executescript(script)  # the rebuilt tables' indexes went with the old ones
+
+
+async def _never_reuse_ids(db: aiosqlite.Connection, table: str) -> bool:
+    """Rebuild an older table with AUTOINCREMENT ids (SQLite cannot alter a key in place).
+
+    SQLite's documented procedure: with foreign keys off, copy the rows into a new
+    table made from the old one's own definition (so columns we do not know survive),
+    drop the old table, rename the new one, and check every foreign key before commit.
+    """
+    rows = list(
+        await db.execute_fetchall(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        )
+    )
+    definition: str = rows[0]["sql"]
+    if "AUTOINCREMENT" in definition.upper():
+        return False
+    keyed = _INTEGER_KEY.sub(r"\g<0> AUTOINCREMENT", definition, count=1)
+    renamed = _TABLE_NAME.sub(f"CREATE TABLE {table}__rebuilt", keyed, count=1)
+    if keyed == definition or renamed == keyed:
+        logger.warning("cannot tell %s's id column apart; its ids may be reused", table)
+        return False
+    logger.info("rebuilding %s of an older database so that its ids are never reused", table)
+    await db.execute("PRAGMA foreign_keys = OFF")
+    try:
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.execute(renamed)
+            await db.execute(f"INSERT INTO {table}__rebuilt SELECT * FROM {table}")
+            await db.execute(f"DROP TABLE {table}")
+            await db.execute(f"ALTER TABLE {table}__rebuilt RENAME TO {table}")
+            broken = await db.execute_fetchall("PRAGMA foreign_key_check")
+            if broken:
+                raise RuntimeError(f"rebuilding {table} would break foreign keys: {broken}")
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+    finally:
+        await db.execute("PRAGMA foreign_keys = ON")
+    return True
