@@ -1,5 +1,9 @@
 // The JSON API (SPEC section 4). Every failure becomes an ApiError whose message is the
 // server's own words ({"error": "..."}), ready to be shown to a person.
+//
+// A server with an API token answers 401 to a page that has not signed in (or whose
+// session has ended): whichever request meets it first tells the page, through the
+// handler given to onSignedOut, before the caller sees its ApiError.
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -9,7 +13,14 @@ export class ApiError extends Error {
   }
 }
 
-async function request(method, path, { body, headers } = {}) {
+let signedOut = () => {};
+
+/** Call `handler` whenever a request is refused for want of the API token. */
+export function onSignedOut(handler) {
+  signedOut = handler;
+}
+
+async function request(method, path, { body, headers, signingIn = false } = {}) {
   const init = { method, headers: { Accept: "application/json", ...headers } };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
@@ -37,6 +48,8 @@ async function request(method, path, { body, headers } = {}) {
       typeof data?.error === "string"
         ? data.error
         : `The server answered ${response.status} ${response.statusText}.`;
+    // At sign-in a 401 is only a wrong token; anywhere else the page must sign in.
+    if (response.status === 401 && !signingIn) signedOut();
     throw new ApiError(response.status, message);
   }
   return data;
@@ -65,4 +78,7 @@ export const api = {
   retryJob: (jobId) => request("POST", `jobs/${jobId}/retry`),
   cancelJob: (jobId) => request("POST", `jobs/${jobId}/cancel`),
   deleteCourse: (id) => request("DELETE", `courses/${id}`),
+  // The session cookie is HttpOnly: the page never sees it, the browser sends it.
+  signIn: (token) => request("POST", "session", { body: { token }, signingIn: true }),
+  signOut: () => request("DELETE", "session"),
 };

@@ -4,7 +4,7 @@
 // every change schedules one render, which brings each part of the page up to date
 // from the store; user actions call the API and let the answers flow back the same way.
 
-import { api, ApiError } from "./api.js";
+import { api, ApiError, onSignedOut } from "./api.js";
 import { setAttr, setText } from "./dom.js";
 import { Live } from "./live.js";
 import * as router from "./router.js";
@@ -12,6 +12,8 @@ import * as store from "./store.js";
 import { initForm, renderForm } from "./views/form.js";
 import { renderMain } from "./views/main.js";
 import { renderNotices } from "./views/notices.js";
+import { setHidden } from "./views/parts.js";
+import { initSignIn, renderSignIn } from "./views/signin.js";
 import { initTree, renderTree } from "./views/tree.js";
 
 // A knob for tests and operators, set by a script that runs before this module, e.g.
@@ -27,9 +29,38 @@ const elements = {
   notices: $("notices"),
   banner: $("demo-banner"),
   liveStatus: $("live-status"),
+  layout: document.querySelector(".layout"),
+  toCourses: document.querySelector(".to-courses"),
+  skipLink: document.querySelector(".skip-link"),
+  signIn: $("signin"),
+  signInForm: $("signin-form"),
+  signOut: $("sign-out"),
 };
 
-const live = new Live(config);
+// Replaced by a new one on each sign-in (see begin).
+let live = new Live(config);
+
+// Whether this browser signed in to a server that needs its token. Only a hint, for
+// showing "Sign out" after a reload: the session cookie is HttpOnly, and the server
+// alone decides (a 401 makes the page sign in, whatever the hint says).
+const SESSION_HINT = "coursegen:signed-in";
+
+function hinted() {
+  try {
+    return localStorage.getItem(SESSION_HINT) !== null;
+  } catch {
+    return false; // storage is off (a privacy setting): "Sign out" shows after a sign-in
+  }
+}
+
+function hint(signedIn) {
+  try {
+    if (signedIn) localStorage.setItem(SESSION_HINT, "1");
+    else localStorage.removeItem(SESSION_HINT);
+  } catch {
+    // As above: the hint is a convenience, the cookie works without it.
+  }
+}
 
 /** Run an action against the API once at a time; a failure becomes a notice. */
 async function run(busyKey, failure, work) {
@@ -40,7 +71,8 @@ async function run(busyKey, failure, work) {
     live.nudge();
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
-    store.notify({ kind: "error", text: `${failure}: ${error.message}` });
+    // A 401 has already put the sign-in in place of the page: no notice to come back to.
+    if (error.status !== 401) store.notify({ kind: "error", text: `${failure}: ${error.message}` });
   } finally {
     store.setBusy(busyKey, false);
   }
@@ -59,7 +91,8 @@ const actions = {
       return true;
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
-      store.set({ form: { busy: false, error: `Could not start the course: ${error.message}` } });
+      const message = `Could not start the course: ${error.message}`;
+      store.set({ form: { busy: false, error: error.status === 401 ? null : message } });
       return false;
     }
   },
@@ -102,6 +135,43 @@ const actions = {
     elements.main.querySelector(".course-page .danger")?.focus();
   },
 
+  /** Trade the token for a session cookie; true once signed in. */
+  async signIn(token) {
+    if (store.state.auth.busy) return false;
+    if (!token) {
+      store.setAuth({ error: "Enter the server's API token." });
+      return false;
+    }
+    store.setAuth({ busy: true, error: null });
+    try {
+      await api.signIn(token);
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (error.status === 404) {
+        // Sign-in is off: the server has no token (any more), so it needs none.
+        hint(false);
+        store.setAuth({ mode: "open", busy: false });
+        begin();
+        return true;
+      }
+      store.setAuth({ busy: false, error: `Could not sign in: ${error.message}` });
+      return false;
+    }
+    hint(true);
+    store.setAuth({ mode: "signed-in", busy: false });
+    begin();
+    // Once the page is back in place of the panel (rendered in the microtask before).
+    queueMicrotask(() => elements.main.focus({ preventScroll: true }));
+    return true;
+  },
+
+  signOut() {
+    return run("sign-out", "Could not sign out", async () => {
+      await api.signOut();
+      signedOut();
+    });
+  },
+
   confirmDelete(courseId) {
     const title = store.state.courses.get(courseId)?.title ?? "the course";
     return run(`delete:${courseId}`, "Could not delete the course", async () => {
@@ -130,13 +200,27 @@ const LIVE_WORDS = {
 };
 
 function render(state) {
+  const locked = state.auth.mode === "signed-out";
+  renderSignIn(
+    elements.signIn,
+    elements.signInForm,
+    elements.signOut,
+    state.auth,
+    state.busy.has("sign-out"),
+  );
+  // Signed out, nothing of the page is there to use: no form, no tree, no course actions.
+  setHidden(elements.layout, locked);
+  setHidden(elements.liveStatus, locked);
+  setHidden(elements.toCourses, locked);
+  setAttr(elements.skipLink, "href", locked ? "#signin" : "#main");
   elements.banner.hidden = state.health?.provider !== "demo";
   const seconds = Math.round(config.pollInterval / 100) / 10;
   setText(elements.liveStatus, LIVE_WORDS[state.live.mode](seconds));
   setAttr(elements.liveStatus, "data-mode", state.live.mode);
   renderForm(elements.form, state.form);
   renderTree(elements.tree, elements.treeEmpty, state);
-  document.title = renderMain(elements.main, state, actions);
+  const title = renderMain(elements.main, state, actions);
+  document.title = locked ? "Sign in · coursegen" : title;
   renderNotices(elements.notices, state.notices, {
     onAction: (notice) => actions.retryJob(notice.courseId),
     onDismiss: (notice) => store.dismiss(notice.id),
@@ -172,13 +256,53 @@ function navigated(route) {
   });
 }
 
+// -- signing in and out -----------------------------------------------------------------
+
+/** The server wants its token: stop following it, forget what it said, ask for the token. */
+function signedOut() {
+  if (store.state.auth.mode === "signed-out") return; // another request's 401 said so already
+  live.stop();
+  hint(false);
+  store.forget();
+  store.setAuth({ mode: "signed-out", busy: false, error: null });
+}
+
+/** Load everything and follow the changes, as on a fresh start. */
+async function begin() {
+  live.stop();
+  const current = new Live(config);
+  live = current;
+  // Asked first and alone, so that a server wanting its token refuses one request only.
+  try {
+    store.set({ health: await api.health() });
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    if (error.status === 401) return; // signed out; signing in begins again
+    // Only the demo banner depends on it; the course list reports unreachability.
+  }
+  current.start(); // nothing, if a sign-out or another sign-in came first
+}
+
+// Another tab signed in or out: the session cookie is the same for every tab.
+window.addEventListener("storage", (event) => {
+  if (event.key !== SESSION_HINT) return;
+  const mode = store.state.auth.mode;
+  if (event.newValue === null && mode === "signed-in") signedOut();
+  else if (event.newValue !== null && mode === "signed-out") {
+    store.setAuth({ mode: "signed-in", busy: false, error: null });
+    begin();
+  }
+});
+
+if (hinted()) store.setAuth({ mode: "signed-in" });
+onSignedOut(signedOut);
 store.subscribe(render);
 store.subscribe(fetchWhatIsShown);
 initForm(elements.form, { generate: actions.generate, invalid: actions.invalid });
+initSignIn(elements.signInForm, elements.signOut, {
+  signIn: actions.signIn,
+  signOut: actions.signOut,
+});
 initTree(elements.tree);
 router.start(navigated);
-api.health().then(
-  (health) => store.set({ health }),
-  () => {}, // only the demo banner depends on it; the course list reports unreachability
-);
-live.start();
+begin();

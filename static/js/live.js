@@ -2,6 +2,10 @@
 // about six connections per origin), resumed from the newest event the page has seen.
 // Without EventSource, or when the stream keeps failing, the page polls the JSON
 // endpoints instead and says so; it tries the stream again now and then.
+//
+// One Live follows the server for one signed-in run of the page. When the server asks
+// for its API token (a 401, reported by the api module), the page stops it for good:
+// no stream, no polling and no retries knock on a locked door; signing in starts anew.
 
 import { api, ApiError } from "./api.js";
 import * as store from "./store.js";
@@ -29,22 +33,36 @@ export class Live {
     this.pollAgain = false;
     this.loading = new Map(); // course id -> promise of its snapshot
     this.contentAsked = new Map(); // lesson id -> the version whose HTML was asked for
+    this.stopped = false;
+  }
+
+  /** Close the stream and stop polling and every retry; answers still on their way are dropped. */
+  stop() {
+    this.stopped = true;
+    this.source?.close();
+    this.source = null;
+    clearTimeout(this.streamTimer);
+    this.stopPolling();
   }
 
   /** Load every course, then follow the changes. */
   async start() {
+    if (this.stopped) return;
     try {
       const ticket = store.ticket();
       const list = await api.listCourses();
+      if (this.stopped) return;
       store.applyList(list, ticket);
       // Open the stream before fetching lessons: events that overtake a snapshot are
       // replayed on top of it, events that come before it wait in the store.
       if (typeof window.EventSource === "function") this.openStream();
       else this.startPolling();
       await this.loadCourses(list.courses.map((course) => course.id));
+      if (this.stopped) return;
       store.set({ loaded: true });
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
+      if (this.stopped) return; // a 401: the sign-in takes over
       store.setLive({ mode: "offline" });
       setTimeout(() => this.start(), this.pollInterval);
     }
@@ -59,6 +77,7 @@ export class Live {
 
   openStream() {
     clearTimeout(this.streamTimer);
+    if (this.stopped) return;
     const source = new EventSource(`api/events?last_event_id=${store.state.cursor}`);
     this.source = source;
     source.onopen = () => {
@@ -99,14 +118,32 @@ export class Live {
       // The server refused the stream (an error status); the browser will not retry.
       source.close();
       this.source = null;
-      this.streamTimer = setTimeout(() => this.openStream(), REOPEN_DELAYS_MS[this.failures - 1]);
+      this.reopenStream(REOPEN_DELAYS_MS[this.failures - 1]);
     }
     // Otherwise the browser reconnects by itself, sending Last-Event-ID.
+  }
+
+  /**
+   * Try the refused stream again, unless it was refused for want of the API token.
+   *
+   * EventSource keeps the status of a refusal to itself, so a cheap request tells: its
+   * 401 signs the page out (see the api module), which stops this Live; any other answer,
+   * or none, leaves the stream to be retried as for a flaky network.
+   */
+  async reopenStream(delay) {
+    try {
+      await api.health();
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+    }
+    if (this.stopped) return;
+    this.streamTimer = setTimeout(() => this.openStream(), delay);
   }
 
   // -- polling --------------------------------------------------------------------------
 
   startPolling() {
+    if (this.stopped) return;
     store.setLive({ mode: "polling" });
     if (this.polling) return;
     this.polling = true;
@@ -153,6 +190,7 @@ export class Live {
   async refresh() {
     const ticket = store.ticket();
     const list = await api.listCourses();
+    if (this.stopped) return;
     // Decided before the list is applied: what changed since the last look.
     const changed = list.courses.filter((summary) => this.needsLessons(summary));
     store.applyList(list, ticket);
@@ -173,20 +211,24 @@ export class Live {
   async loadCourses(ids) {
     const queue = [...ids];
     const worker = async () => {
-      while (queue.length) await this.loadCourse(queue.shift());
+      while (queue.length && !this.stopped) await this.loadCourse(queue.shift());
     };
     await Promise.all(Array.from({ length: Math.min(PARALLEL_FETCHES, queue.length) }, worker));
   }
 
   loadCourse(id) {
+    if (this.stopped) return Promise.resolve();
     const pending = this.loading.get(id);
     if (pending) return pending;
     const ticket = store.ticket();
     const promise = api
       .getCourse(id)
-      .then((course) => store.applyCourse(course, ticket))
+      .then((course) => {
+        if (!this.stopped) store.applyCourse(course, ticket);
+      })
       .catch((error) => {
         if (!(error instanceof ApiError)) throw error;
+        if (this.stopped) return;
         if (error.status === 404) store.removeCourse(id);
         else if (!this.polling) setTimeout(() => this.loadCourse(id), RELOAD_AFTER_FAILURE_MS);
         // (while polling, the next poll asks again)
@@ -198,16 +240,18 @@ export class Live {
 
   /** Fetch a complete lesson's HTML, once per run of the lesson. */
   async loadContent(lesson) {
+    if (this.stopped) return;
     const version = lesson.version;
     if (this.contentAsked.get(lesson.id) === version) return;
     this.contentAsked.set(lesson.id, version);
     try {
       const full = await api.getLesson(lesson.id);
       // If it is no longer complete, its event (or the next poll) brings a new version.
-      if (full.content_status === "complete")
+      if (full.content_status === "complete" && !this.stopped)
         store.setContent(lesson.id, full.content_html, version);
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
+      if (this.stopped) return;
       setTimeout(() => {
         if (this.contentAsked.get(lesson.id) === version) this.contentAsked.delete(lesson.id);
         store.changed(); // the lesson page asks again

@@ -21,6 +21,9 @@ export const state = {
   collapsed: new Set(), // course ids folded in the tree
   busy: new Set(), // actions waiting for the server, e.g. "cancel:12"
   confirmDelete: null, // the course id whose deletion awaits a second click
+  // "open": no token asked for (yet); "signed-in" to a server that needs one; "signed-out":
+  // the server refused the page until it signs in. With `busy` and `error` of the sign-in.
+  auth: { mode: "open", busy: false, error: null },
 };
 
 // Recent events, so that a snapshot which may predate some of them can be brought up to
@@ -244,6 +247,31 @@ export function dismissCourseNotices(courseId) {
   const before = state.notices.length;
   state.notices = state.notices.filter((notice) => notice.courseId !== courseId);
   if (state.notices.length !== before) changed();
+}
+
+/** Forget all the server said, as on a fresh start: after signing out, nothing stays. */
+export function forget() {
+  Object.assign(state, {
+    loaded: false,
+    health: null,
+    cursor: 0,
+    courses: new Map(),
+    content: new Map(),
+    live: { mode: "connecting" },
+    form: { busy: false },
+    notices: [],
+    busy: new Set(),
+    confirmDelete: null,
+  });
+  recent.length = 0;
+  deletedAt.clear();
+  finishes.clear();
+  changed();
+}
+
+export function setAuth(changes) {
+  state.auth = { ...state.auth, ...changes };
+  changed();
 }
 
 export function set(changes) {
