@@ -16,6 +16,7 @@ import uvicorn
 from asgi_lifespan import LifespanManager
 from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from coursegen.app import create_app
 from coursegen.events import TERMINAL_JOB_STATUSES
@@ -55,6 +56,7 @@ class Running:
     app: Starlette
     http: httpx.AsyncClient
     provider: AnthropicProvider
+    asgi: ASGIApp  # the app with its lifespan state, for a client of one's own
 
     @property
     def services(self) -> Services:
@@ -149,7 +151,7 @@ async def start_app(
         transport = httpx.ASGITransport(app=manager.app)
         http = httpx.AsyncClient(transport=transport, base_url="http://coursegen.test")
         stack.append((manager, http, provider))
-        return Running(app, http, provider)
+        return Running(app, http, provider, manager.app)
 
     yield start
     for manager, http, provider in reversed(stack):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+import httpx
 import pytest
 from starlette.routing import Mount, Route
 
@@ -165,6 +166,18 @@ async def test_signing_in_sets_a_session_cookie_the_page_can_use(start_app: Star
     assert (await http.get("/api/courses")).status_code == 401
     http.cookies.set("coursegen_session", "forged", domain="coursegen.test", path="/api")
     assert (await http.get("/api/courses")).status_code == 401
+
+
+async def test_the_token_guards_the_api_behind_a_proxy_prefix_too(start_app: StartApp) -> None:
+    running = await start_app(api_token=TOKEN)
+    transport = httpx.ASGITransport(app=running.asgi, root_path="/coursegen")
+    async with httpx.AsyncClient(transport=transport, base_url="http://proxy.test") as http:
+        assert (await http.get("/coursegen/api/courses")).status_code == 401
+        signed_in = await http.post("/coursegen/api/session", json={"token": TOKEN})
+        assert signed_in.status_code == 204
+        assert "Path=/coursegen/api" in signed_in.headers["set-cookie"]
+        assert (await http.get("/coursegen/api/courses")).status_code == 200
+        assert (await http.get("/coursegen/")).status_code == 200
 
 
 # -- the OpenAPI document ---------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -90,9 +91,11 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
         Route("/openapi.json", api.openapi, methods=["GET"]),
         Route("/session", auth.session, methods=["POST", "DELETE"]),
     ]
+    # On the mount, the gate sees every API request whatever prefix a proxy adds.
+    api_middleware = [Middleware(TokenGate, token=settings.api_token)] if settings.api_token else []
     routes = [
         # A router of its own, so a wrong method under /api/ is a 405, not the page's 404.
-        Mount("/api", routes=api_routes),
+        Mount("/api", routes=api_routes, middleware=api_middleware),
         Mount("/", _PageFiles(directory=static_dir(), html=True), name="static"),
     ]
     app = Starlette(
@@ -105,8 +108,6 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
         },
     )
     app.add_middleware(BodyLimit)
-    if settings.api_token:
-        app.add_middleware(TokenGate, token=settings.api_token)
     app.add_middleware(SecurityHeaders)
     return app
 

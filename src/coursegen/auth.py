@@ -21,7 +21,7 @@ from coursegen.validation import read_json_object
 
 COOKIE = "coursegen_session"
 SESSION_DAYS = 30
-_OPEN_PATHS = frozenset({"/api/session"})
+_OPEN_PATHS = frozenset({"/session"})  # relative to the API
 _NEEDS_TOKEN = (
     "this server needs its API token: send 'Authorization: Bearer <token>', or sign in on the page"
 )
@@ -32,7 +32,10 @@ def session_value(token: str) -> str:
 
 
 class TokenGate:
-    """Answer 401 to any /api/ request without the token or a valid session cookie."""
+    """Answer 401 to any API request without the token or a valid session cookie.
+
+    It wraps the /api mount, so it sees exactly the API's requests, behind any prefix.
+    """
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
@@ -40,8 +43,10 @@ class TokenGate:
         self.session = session_value(token).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith("/api/") or path in _OPEN_PATHS:
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        relative = path[len(root) :] if path.startswith(root) else path
+        if scope["type"] != "http" or relative in _OPEN_PATHS:
             return await self.app(scope, receive, send)
         if not self._allowed(scope["headers"]):
             response = error_response(_NEEDS_TOKEN, 401, {"WWW-Authenticate": "Bearer"})
@@ -82,7 +87,7 @@ async def sign_in(request: Request) -> Response:
         COOKIE,
         session_value(token),
         max_age=SESSION_DAYS * 24 * 3600,
-        path="/api",
+        path=_api_path(request),
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -92,5 +97,12 @@ async def sign_in(request: Request) -> Response:
 
 async def sign_out(request: Request) -> Response:
     response = Response(status_code=204)
-    response.delete_cookie(COOKIE, path="/api", httponly=True, samesite="strict")
+    response.delete_cookie(COOKIE, path=_api_path(request), httponly=True, samesite="strict")
     return response
+
+
+def _api_path(request: Request) -> str:
+    """Where the API is, as the browser sees it: behind a proxy's prefix, if any."""
+    # The /api mount's root_path holds the proxy's prefix (uvicorn --root-path) and /api.
+    root: str = request.scope.get("root_path", "")
+    return root if root.endswith("/api") else "/api"
