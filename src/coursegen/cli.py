@@ -7,10 +7,13 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 
+from coursegen.services import Services
 from coursegen.settings import SPECS, Settings, SettingsError, SettingSpec
 
 # Long enough to finish a response, short enough that Ctrl-C feels immediate.
@@ -65,17 +68,35 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve(settings)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn that tells the job runner at the first signal, not after the drain.
+
+    uvicorn waits for open connections before it runs the lifespan's shutdown; lesson
+    calls started in that time would only be cut off, paid for and made again.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self.app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        services: Services | None = getattr(self.app.state, "services", None)
+        if services is not None:
+            services.runner.drain()
+
+
 def serve(settings: Settings) -> None:
     from coursegen.app import create_app
 
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         log_level="info",
         lifespan="on",
     )
-    server = uvicorn.Server(config)
     print(f"coursegen: serving on http://{settings.host}:{settings.port}/", flush=True)
-    server.run()
+    _Server(config, app).run()

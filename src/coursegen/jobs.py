@@ -55,9 +55,13 @@ class JobRunner:
         for job_id in running:
             self.kick(job_id)
 
+    def drain(self) -> None:
+        """Start nothing new: the server is stopping. Calls in flight may still finish."""
+        self._closing = True
+
     async def close(self) -> None:
         """Stop all work; lessons in flight go back to `pending`, to resume on next start."""
-        self._closing = True
+        self.drain()
         await self._stop(list(self._drivers) + list(self._calls))
         await self._store.requeue_in_flight()
 
@@ -150,6 +154,9 @@ class JobRunner:
             course = await self._store.course_outline(job_id)
             while course is not None:
                 await self._slots.acquire()
+                if self._closing:  # a lesson claimed now would only be cut off
+                    self._slots.release()
+                    break
                 try:
                     lesson = await self._store.claim_next_lesson(job_id)
                 except BaseException:
