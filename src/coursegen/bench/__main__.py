@@ -1,0 +1,3 @@
+from coursegen.bench.cli import main
+
+main()

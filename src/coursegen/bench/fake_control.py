@@ -1,0 +1,131 @@
+"""The bench's side of the fake Messages API process: start it, steer it, collect its calls."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from coursegen.bench.procs import ProcStats, read_stats, spawned_on
+
+
+@dataclass(frozen=True, slots=True)
+class FakeCall:
+    """One call the fake finished: kind, topic, lesson position, wall-clock start and end."""
+
+    kind: str
+    topic: str
+    position: int
+    start: float
+    end: float
+    status: int
+
+
+class FakeProcess:
+    """The fake server in its own process (off the clients' event loop)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, api_key: str) -> None:
+        self._proc = proc
+        self.api_key = api_key
+        self.base_url = ""
+        self.calls: list[FakeCall] = []
+        self._acks: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._ids = 0
+        self._ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(cls, cpus: set[int] | None) -> FakeProcess:
+        api_key = f"sk-ant-bench-{secrets.token_hex(8)}"
+        with spawned_on(cpus):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "coursegen.bench.fake_server",
+                "--api-key",
+                api_key,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        fake = cls(proc, api_key)
+        fake.base_url = await asyncio.wait_for(asyncio.shield(fake._ready), 20)
+        return fake
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def stats(self) -> ProcStats:
+        return read_stats(self._proc.pid)
+
+    async def command(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one command and wait for its acknowledgement."""
+        assert self._proc.stdin is not None
+        self._ids += 1
+        future = self._acks[self._ids] = asyncio.get_running_loop().create_future()
+        self._proc.stdin.write(json.dumps({"op": op, "id": self._ids, **fields}).encode() + b"\n")
+        await self._proc.stdin.drain()
+        answer: dict[str, Any] = await asyncio.wait_for(future, 10)
+        if "error" in answer:
+            raise RuntimeError(f"fake: {answer['error']}")
+        return answer
+
+    async def delays(self, *, lesson: float, outline: float) -> None:
+        await self.command("delays", lesson=lesson, outline=outline)
+
+    async def gate(self, prefix: str) -> None:
+        """Hold the lesson calls of every topic that starts with `prefix`."""
+        await self.command("gate", prefix=prefix)
+
+    async def open(self, prefix: str, spacing: float = 0.0) -> None:
+        """Let the held calls through, at most one every `spacing` seconds from now on."""
+        await self.command("open", prefix=prefix, spacing=spacing)
+
+    def mark(self) -> int:
+        """A position in the call record, for `calls_since`."""
+        return len(self.calls)
+
+    def calls_since(self, mark: int, kind: str | None = None) -> list[FakeCall]:
+        return [c for c in self.calls[mark:] if kind is None or c.kind == kind]
+
+    async def _read(self) -> None:
+        assert self._proc.stdout is not None
+        while line := await self._proc.stdout.readline():
+            record = json.loads(line)
+            if "call" in record:
+                c = record["call"]
+                self.calls.append(
+                    FakeCall(
+                        c["kind"],
+                        c.get("topic", ""),
+                        c.get("position", 0),
+                        c.get("start", c["end"]),
+                        c["end"],
+                        c.get("status", 0),
+                    )
+                )
+            elif "ready" in record:
+                self._ready.set_result(record["ready"])
+            elif "ack" in record:
+                future = self._acks.pop(record["ack"], None)
+                if future is not None and not future.done():
+                    future.set_result(record)
+        if not self._ready.done():
+            self._ready.set_exception(RuntimeError("the fake exited before it was ready"))
+
+    async def stop(self) -> None:
+        """Close its stdin (it exits), or kill it after a few seconds."""
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            await asyncio.wait_for(self._proc.wait(), 5)
+        except TimeoutError:
+            self._proc.kill()
+            await self._proc.wait()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader

@@ -1,0 +1,1 @@
+"""One module per figure of issue 5; each `run` returns an Outcome."""

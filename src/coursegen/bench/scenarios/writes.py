@@ -1,0 +1,113 @@
+"""Write path: lesson status changes per second through the store; 64 fake calls of 20 ms."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from coursegen.bench.fake_control import FakeCall
+from coursegen.bench.harness import Bench, Outcome
+from coursegen.bench.service import JobWatch, Service
+
+CONCURRENCY = 64
+CALL_SECONDS = 0.020
+LESSONS_PER_COURSE = 20
+LOCKED = "database is locked"
+
+
+def max_in_flight(calls: list[FakeCall]) -> int:
+    """The most lesson calls the fake was answering at one moment."""
+    edges = sorted([(c.start, 1) for c in calls] + [(c.end, -1) for c in calls])
+    peak = level = 0
+    for _, step in edges:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+async def load(bench: Bench, svc: Service, lessons: int, tag: str) -> dict[str, Any]:
+    """Generate courses totalling `lessons` lessons (8 POSTs at a time) and wait for them all."""
+    watch = await JobWatch(svc).start()
+    mark = bench.fake.mark()
+    courses = lessons // LESSONS_PER_COURSE
+    clients = [svc.client() for _ in range(8)]
+    queue = list(range(courses))
+    jobs: set[str] = set()
+    started = time.time()
+
+    async def poster(client: Any) -> None:
+        while queue:
+            index = queue.pop()
+            course = await svc.generate(f"{tag} {index}.", LESSONS_PER_COURSE, client)
+            jobs.add(course["job_id"])
+        await client.close()
+
+    await asyncio.gather(*(poster(c) for c in clients))
+    await watch.ended(jobs, within=150)
+    watch.close()
+    changes = [t for t, data in watch.lesson_events if data["job_id"] in jobs]
+    completes = [
+        t
+        for t, d in watch.lesson_events
+        if d["job_id"] in jobs and d["content_status"] == "complete"
+    ]
+    errors = [
+        d for _, d in watch.lesson_events if d["job_id"] in jobs and d["content_status"] == "error"
+    ]
+    window = max(changes) - min(changes)
+    calls = [c for c in bench.fake.calls_since(mark, "lesson") if c.topic.startswith(tag)]
+    return {
+        "lessons": courses * LESSONS_PER_COURSE,
+        "courses": courses,
+        "status_changes": len(changes),
+        "completed": len(completes),
+        "errored": len(errors),
+        "first_error": errors[0]["content_error"] if errors else None,
+        "window_s": window,
+        "seconds_from_first_post": max(changes) - started,
+        "status_changes_per_s": len(changes) / window,
+        "lessons_per_s": len(completes) / window,
+        "fake_calls": len(calls),
+        "fake_max_in_flight": max_in_flight(calls),
+        "fake_call_p50_s": sorted(c.end - c.start for c in calls)[len(calls) // 2],
+    }
+
+
+def figures(out: Outcome, result: dict[str, Any], locked: int) -> None:
+    rate = result["status_changes_per_s"]
+    out.add(
+        "write path: lesson status changes/s",
+        f"{rate:.0f}/s ({result['lessons_per_s']:.0f} lessons/s)",
+        ">= 500/s",
+        rate >= 500,
+    )
+    out.add("  'database is locked' errors", str(locked), "0", locked == 0)
+    out.add(
+        "  lessons failed / fake calls in flight at most",
+        f"{result['errored']} / {result['fake_max_in_flight']}",
+        "0 / 64",
+        result["errored"] == 0,
+    )
+
+
+async def run(bench: Bench) -> Outcome:
+    lessons = 200 if bench.quick else 1000
+    async with bench.measure("write") as out:
+        async with bench.service(
+            "write", concurrency=CONCURRENCY, lesson_delay=CALL_SECONDS
+        ) as svc:
+            await load(bench, svc, 40, "write warmup")
+            result = await load(bench, svc, lessons, "write")
+            locked = svc.log_count(LOCKED)
+        out.data = {**result, "locked_errors": locked, "method": METHOD}
+        figures(out, result, locked)
+    return out
+
+
+METHOD = (
+    "courses of 20 lessons posted 8 at a time; concurrency 64, fake lesson calls of 20 ms; "
+    "rate = `lesson` events (pending->generating, generating->complete) seen on one "
+    "/api/events stream / the time from the first to the last; locked = lines of the "
+    "service log containing 'database is locked'"
+)

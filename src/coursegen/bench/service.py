@@ -1,0 +1,153 @@
+"""The real service as a subprocess: `coursegen serve` on a new SQLite file, calling the fake."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from coursegen.bench.http import HttpClient
+from coursegen.bench.procs import ProcStats, free_port, read_stats, spawned_on
+from coursegen.bench.sse import Frame, SseStream, open_streams
+
+HOST = "127.0.0.1"
+TERMINAL = frozenset({"complete", "error", "cancelled"})
+_OWN_PREFIXES = ("COURSEGEN_", "ANTHROPIC_")
+
+
+def _command() -> list[str]:
+    script = Path(sys.executable).with_name("coursegen")
+    if script.exists():
+        return [str(script), "serve"]
+    found = shutil.which("coursegen")
+    return [found, "serve"] if found else [sys.executable, "-m", "coursegen", "serve"]
+
+
+def _open_log(workdir: Path) -> tuple[Path, BinaryIO]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / "service.log"
+    return log, log.open("wb")
+
+
+class Service:
+    """One running `coursegen serve`, a keep-alive JSON client to it and stream helpers."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, log: Path) -> None:
+        self.proc = proc
+        self.port = port
+        self.log = log
+        self.api = HttpClient(HOST, port)
+
+    @classmethod
+    async def start(cls, workdir: Path, env: dict[str, str], cpus: set[int] | None) -> Service:
+        """Start on a free port with a new database in `workdir`; return once it answers."""
+        port = free_port()
+        log, out = _open_log(workdir)
+        command = [*_command(), "--port", str(port), "--db", str(workdir / "bench.db")]
+        # Only the bench's settings: none of the caller's COURSEGEN_ or ANTHROPIC_ variables.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
+        with spawned_on(cpus), out:
+            proc = await asyncio.create_subprocess_exec(
+                *command, env={**inherited, **env}, stdout=out, stderr=asyncio.subprocess.STDOUT
+            )
+        service = cls(proc, port, log)
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.returncode is not None:
+                raise RuntimeError(f"coursegen serve exited: {log.read_text()[-2000:]}")
+            try:
+                await service.api.get_json("/api/health")
+                return service
+            except (OSError, asyncio.IncompleteReadError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stats(self) -> ProcStats:
+        return read_stats(self.proc.pid)
+
+    def client(self) -> HttpClient:
+        """A new keep-alive connection of its own."""
+        return HttpClient(HOST, self.port)
+
+    async def generate(
+        self, topic: str, lessons: int, client: HttpClient | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = await (client or self.api).post_json(
+            "/api/courses/generate", {"topic": topic, "lessons": lessons}
+        )
+        return body
+
+    def stream(self, path: str, on_frame: Callable[[Frame], None] | None = None) -> SseStream:
+        return SseStream(HOST, self.port, path, on_frame)
+
+    async def open_streams(
+        self, path: str, count: int, *, parallel: int = 100, first: bool = True
+    ) -> list[SseStream]:
+        return await open_streams(HOST, self.port, path, count, parallel=parallel, first=first)
+
+    def log_count(self, text: str) -> int:
+        """How many lines of the service's log contain `text`."""
+        with self.log.open("rb") as f:
+            needle = text.encode()
+            return sum(1 for line in f if needle in line)
+
+    async def stop(self) -> int:
+        """SIGTERM, as a user's Ctrl-C would; SIGKILL if it has not exited after 10 s."""
+        await self.api.close()
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+        return await self.proc.wait()
+
+
+class JobWatch:
+    """Every job's events through one `/api/events` stream: tells when jobs end."""
+
+    def __init__(self, service: Service) -> None:
+        self.stream = service.stream("/api/events", self._frame)
+        self.status: dict[str, str] = {}
+        self.ended_at: dict[str, float] = {}
+        self.lesson_events: list[tuple[float, dict[str, Any]]] = []
+        self._changed = asyncio.Event()
+
+    async def start(self) -> JobWatch:
+        await self.stream.connect()
+        await self.stream.opened
+        return self
+
+    def _frame(self, frame: Frame) -> None:
+        _, kind, data = frame.parsed()
+        if kind == "job":
+            self.status[data["job_id"]] = data["status"]
+            if data["status"] in TERMINAL:
+                self.ended_at.setdefault(data["job_id"], frame.arrival)
+            self._changed.set()
+        elif kind == "lesson":
+            self.lesson_events.append((frame.arrival, data))
+
+    async def ended(self, job_ids: set[str], within: float) -> float:
+        """Wait until every job is in a terminal status; the arrival of the last such event."""
+        async with asyncio.timeout(within):
+            while not all(self.status.get(j) in TERMINAL for j in job_ids):
+                self._changed.clear()
+                await self._changed.wait()
+        return max(self.ended_at[j] for j in job_ids)
+
+    def close(self) -> None:
+        self.stream.close()
