@@ -111,13 +111,13 @@ class Service:
             if isinstance(call.body, dict) and call.body.get("model") == model
         )
 
-    def mid_stream(self) -> set[str]:
-        """Lessons whose call by the current life is answering right now."""
+    def at_the_model(self) -> set[str]:
+        """Lessons whose call by the current life the model is answering right now."""
         model = self.model()
         return {
             call.title
             for call in self.fake.lesson_calls()
-            if call.status == 200 and call.ended is None and call.body.get("model") == model
+            if call.ended is None and call.body.get("model") == model
         }
 
     def runs(self, job_id: str) -> list[ServerRun]:
@@ -174,7 +174,7 @@ async def while_calls_are_in_flight(service: Service, job_id: str, fire: Fire) -
     """Two lessons done, the next two answering at the model."""
     await until(
         lambda: (
-            len(service.mid_stream()) == CONCURRENCY
+            len(service.at_the_model()) == CONCURRENCY
             and sum(service.calls(service.life).values()) == 2 * CONCURRENCY
         )
     )
@@ -278,8 +278,8 @@ async def test_sigterm_with_a_stream_open_exits_fast_and_requeues_calls_in_fligh
         read_until_closed(service.http, service.url(f"/api/jobs/{job_id}/events"))
     )
     try:
-        await until(lambda: len(service.mid_stream()) == CONCURRENCY)
-        in_flight = service.mid_stream()
+        await until(lambda: len(service.at_the_model()) == CONCURRENCY)
+        in_flight = service.at_the_model()
         sent = time.monotonic()
         took = await service.server.terminate(within=10.0)
         types, ending, stream_ended = await asyncio.wait_for(reader, 10.0)
@@ -327,7 +327,7 @@ async def test_sigterm_starts_no_new_lesson_call_while_the_server_drains(
     fake.lesson_delay = 2.0  # the first two calls end inside the 3 s drain
     await service.start()
     job_id = await service.generate()
-    await until(lambda: len(service.mid_stream()) == CONCURRENCY)
+    await until(lambda: len(service.at_the_model()) == CONCURRENCY)
     reader, writer = await asyncio.open_connection("127.0.0.1", service.server.port)
     try:
         writer.write(HELD_REQUEST)

@@ -34,7 +34,6 @@ FAST_RETRY = {"retry-after-ms": "5"}
         ({"status": 500, "headers": FAST_RETRY}, 3, "the model provider failed (500, 3 attempts)"),
         ({"status": 529, "headers": FAST_RETRY}, 3, "overloaded (529, 3 attempts)"),
         ({"status": 529, "headers": {"x-should-retry": "false"}}, 1, "overloaded (529, 1 attempt)"),
-        ({"stream_error": "overloaded_error"}, 1, "broke off while writing the lesson"),
         ({"delay": 3}, 1, "timed out after 0.5 s"),
     ],
 )

@@ -87,10 +87,6 @@ def free_port() -> int:
             {"status": 529, "times": None, "headers": {"retry-after-ms": "1"}},
             "overloaded (529, 3 attempts)",
         ),
-        (
-            {"stream_error": "overloaded_error"},
-            "broke off while writing the lesson (overloaded_error)",
-        ),
     ],
 )
 async def test_lesson_failures_read_as_actions(
