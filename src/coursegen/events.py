@@ -27,22 +27,16 @@ class Event:
     course_id: int | None
     type: str
     data: str  # one line of JSON
-    frame: bytes = field(repr=False)
+    frame: bytes = field(repr=False)  # the SSE frame, encoded once for every stream
+    ends_job: bool = False  # a `job` event that puts its job in a terminal status
 
     @classmethod
     def from_row(
         cls, id: int, job_id: str | None, course_id: int | None, type: str, data: str
     ) -> Event:
         frame = f"id: {id}\r\nevent: {type}\r\ndata: {data}\r\n\r\n".encode()
-        return cls(id, job_id, course_id, type, data, frame)
-
-    @property
-    def ends_job(self) -> bool:
-        """True for a `job` event that puts its job in a terminal status."""
-        if self.type != "job":
-            return False
-        status: Any = json.loads(self.data).get("status")
-        return status in TERMINAL_JOB_STATUSES
+        ends = type == "job" and json.loads(data).get("status") in TERMINAL_JOB_STATUSES
+        return cls(id, job_id, course_id, type, data, frame, ends)
 
 
 def encode_data(data: dict[str, Any]) -> str:
@@ -50,8 +44,20 @@ def encode_data(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+@dataclass
+class _JobWait:
+    """The streams of one job waiting for its next event."""
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    streams: int = 0
+
+
 class Broker:
-    """The newest committed events, in commit order, and a wake-up for their readers."""
+    """The newest committed events, in commit order, and a wake-up for their readers.
+
+    A stream of all jobs wakes on every commit; a stream of one job wakes only on
+    that job's events, so thousands of idle streams cost nothing while others work.
+    """
 
     def __init__(self, capacity: int = 10_000) -> None:
         self._capacity = capacity
@@ -60,6 +66,7 @@ class Broker:
         self._floor = 0
         self.last_id = 0
         self._changed = asyncio.Event()
+        self._job_waits: dict[str, _JobWait] = {}
         self.closed = False
         self.subscribers = 0
 
@@ -69,16 +76,25 @@ class Broker:
         self._floor = self.last_id = last_id
 
     def publish(self, events: Iterable[Event]) -> None:
-        """Add events just committed (in commit order) and wake every waiting stream."""
+        """Add events just committed (in commit order) and wake the streams they concern."""
         added = False
+        jobs: set[str] = set()
         for event in events:
             if len(self._window) >= self._capacity:
                 self._floor = self._window.popleft().id
             self._window.append(event)
             self.last_id = event.id
             added = True
-        if added:
-            self._wake()
+            if event.job_id is not None:
+                jobs.add(event.job_id)
+        if not added:
+            return
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+        for job_id in jobs:
+            waiting = self._job_waits.pop(job_id, None)
+            if waiting is not None:
+                waiting.event.set()
 
     def forget_course(self, course_id: int) -> None:
         """Drop a deleted course's events, as its deletion dropped them from the log."""
@@ -98,16 +114,31 @@ class Broker:
         newer.reverse()
         return newer
 
-    async def wait(self, cursor: int) -> None:
-        """Return once an event newer than `cursor` is committed, or the broker closes."""
-        while self.last_id <= cursor and not self.closed:
-            await self._changed.wait()
+    async def wait(self, cursor: int, job_id: str | None = None) -> None:
+        """Return once an event after `cursor` is committed (of `job_id`, if given).
+
+        A stream of one job must have read everything up to now, with no await since:
+        only that job's next event wakes it.
+        """
+        if job_id is None:
+            while self.last_id <= cursor and not self.closed:
+                await self._changed.wait()
+            return
+        if self.closed:
+            return
+        waiting = self._job_waits.setdefault(job_id, _JobWait())
+        waiting.streams += 1
+        try:
+            await waiting.event.wait()
+        finally:
+            waiting.streams -= 1
+            if not waiting.streams and self._job_waits.get(job_id) is waiting:
+                del self._job_waits[job_id]  # a disconnected stream leaves nothing behind
 
     def close(self) -> None:
         """Wake every stream for the last time: the server is stopping."""
         self.closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._changed.set()
+        for waiting in self._job_waits.values():
+            waiting.event.set()
+        self._job_waits.clear()
