@@ -131,5 +131,5 @@ async def test_a_change_and_its_events_commit_together(tmp_path: Path) -> None:
 async def _fail_after_a_change(txn: object, course_id: int) -> None:
     db = txn.db  # type: ignore[attr-defined]
     await db.execute("UPDATE courses SET title = 'changed' WHERE id = ?", (course_id,))
-    await txn.emit("course", {"x": 1}, job_id=None, course_id=course_id)  # type: ignore[attr-defined]
+    txn.emit("course", {"x": 1}, job_id=None, course_id=course_id)  # type: ignore[attr-defined]
     raise RuntimeError("the transaction fails half-way")

@@ -103,6 +103,7 @@ class Store:
                 await self._writer.execute("BEGIN IMMEDIATE")
                 try:
                     result = await work(txn)
+                    await txn.write_events()
                     await self._writer.execute("COMMIT")
                 except BaseException:
                     await self._writer.execute("ROLLBACK")
@@ -124,6 +125,17 @@ class Store:
                     return await work(Transaction(self._reader))
                 finally:
                     await self._reader.execute("COMMIT")
+
+        return await self._shielded(run())
+
+    async def _read_one(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
+        """Run one statement: its own snapshot, so no BEGIN and COMMIT round trips."""
+
+        async def run() -> T:
+            # The lock still matters: inside another task's BEGIN the statement would
+            # read that transaction's older snapshot.
+            async with self._read_lock:
+                return await work(Transaction(self._reader))
 
         return await self._shielded(run())
 
@@ -172,11 +184,11 @@ class Store:
             assert course_id is not None
             course = await queries.course_view(txn, course_id)
             assert course is not None
-            await txn.emit(
+            txn.emit(
                 "course", {"course_id": course_id, "action": "created"},
                 job_id=None, course_id=course_id,
             )  # fmt: skip
-            await txn.emit("job", course["job"], job_id=job_id, course_id=course_id)
+            txn.emit("job", course["job"], job_id=job_id, course_id=course_id)
             if idempotency:
                 await txn.db.execute(
                     "INSERT INTO idempotency_keys (key, fingerprint, response, created_at) "
@@ -204,7 +216,7 @@ class Store:
             )
             if row is None:
                 return None
-            await txn.lesson_changed(job_id, row["course_id"], row)
+            txn.lesson_changed(job_id, row["course_id"], row)
             return ClaimedLesson(row["id"], row["position"], row["attempt"])
 
         return await self._write(work)
@@ -230,7 +242,7 @@ class Store:
             )  # fmt: skip
             if row is None:
                 return False
-            await txn.lesson_changed(job_id, row["course_id"], row)
+            txn.lesson_changed(job_id, row["course_id"], row)
             await txn.refresh_job(job_id)
             return True
 
@@ -248,7 +260,7 @@ class Store:
                 (message, utcnow(), job_id),
             )
             for row in rows:
-                await txn.lesson_changed(job_id, row["course_id"], row)
+                txn.lesson_changed(job_id, row["course_id"], row)
             await txn.refresh_job(job_id)
             await txn.db.execute(
                 "UPDATE content_generation_jobs SET error_message = ? WHERE id = ?",
@@ -273,7 +285,7 @@ class Store:
             )
             for row in sorted(rows, key=lambda r: r["id"]):
                 if row["job_id"] is not None:
-                    await txn.lesson_changed(row["job_id"], row["course_id"], row)
+                    txn.lesson_changed(row["job_id"], row["course_id"], row)
             running = await txn.fetchall(
                 "SELECT id FROM content_generation_jobs WHERE status = 'running' "
                 "ORDER BY started_at, rowid"
@@ -309,9 +321,9 @@ class Store:
                 (utcnow(), job["course_id"]),
             )
             for row in sorted(rows, key=lambda r: r["position"]):
-                await txn.lesson_changed(job_id, job["course_id"], row)
+                txn.lesson_changed(job_id, job["course_id"], row)
             progress = await txn.refresh_job(job_id)
-            await txn.emit("job", progress, job_id=job_id, course_id=job["course_id"])
+            txn.emit("job", progress, job_id=job_id, course_id=job["course_id"])
             return progress
 
         return await self._write(work)
@@ -340,7 +352,7 @@ class Store:
                     "has finished"
                 )
             job_id: str = lesson["job_id"]
-            await txn.lesson_changed(job_id, row["course_id"], row)
+            txn.lesson_changed(job_id, row["course_id"], row)
             await txn.refresh_job(job_id, reopen=True)
             return job_id
 
@@ -373,7 +385,7 @@ class Store:
             if retried == 0:
                 raise Conflict("the job has no failed or unfinished lessons to retry")
             for row in sorted(rows, key=lambda r: r["position"]):
-                await txn.lesson_changed(job_id, job["course_id"], row)
+                txn.lesson_changed(job_id, job["course_id"], row)
             await txn.refresh_job(job_id, reopen=True)
             return retried
 
@@ -390,7 +402,7 @@ class Store:
                 column = "id" if table == "courses" else "course_id"
                 await txn.db.execute(f"DELETE FROM {table} WHERE {column} = ?", (course_id,))
             txn.forgotten_courses.append(course_id)
-            await txn.emit(
+            txn.emit(
                 "course", {"course_id": course_id, "action": "deleted"},
                 job_id=None, course_id=course_id,
             )  # fmt: skip
@@ -406,10 +418,10 @@ class Store:
         return await self._read(lambda txn: queries.course_view(txn, course_id))
 
     async def get_lesson(self, lesson_id: int) -> dict[str, Any] | None:
-        return await self._read(lambda txn: queries.lesson_view(txn, lesson_id))
+        return await self._read_one(lambda txn: queries.lesson_view(txn, lesson_id))
 
     async def get_progress(self, job_id: str) -> dict[str, Any] | None:
-        return await self._read(lambda txn: queries.progress(txn, job_id))
+        return await self._read_one(lambda txn: queries.progress(txn, job_id))
 
     async def job_snapshot(self, job_id: str) -> tuple[dict[str, Any], int] | None:
         return await self._read(lambda txn: queries.job_snapshot(txn, job_id))
@@ -420,13 +432,13 @@ class Store:
     async def events_after(
         self, cursor: int, job_id: str | None = None, limit: int = EVENT_PAGE
     ) -> list[Event]:
-        return await self._read(lambda txn: queries.events_after(txn, cursor, job_id, limit))
+        return await self._read_one(lambda txn: queries.events_after(txn, cursor, job_id, limit))
 
     async def newest_event_id(self) -> int:
-        return await self._read(queries.newest_event_id)
+        return await self._read_one(queries.newest_event_id)
 
     async def count_running_jobs(self) -> int:
-        return await self._read(queries.count_running_jobs)
+        return await self._read_one(queries.count_running_jobs)
 
     async def idempotent_answer(self, key: str) -> tuple[str, dict[str, Any]] | None:
-        return await self._read(lambda txn: queries.idempotent_answer(txn, key))
+        return await self._read_one(lambda txn: queries.idempotent_answer(txn, key))

@@ -15,6 +15,8 @@ LATEST_JOB = (
     "(SELECT j.id FROM content_generation_jobs j WHERE j.course_id = {course} "
     "ORDER BY j.started_at DESC, j.rowid DESC LIMIT 1)"
 )
+# SQLite allows 32,766 parameters a statement; five an event.
+_EVENTS_PER_INSERT = 1000
 JOB_COLUMNS = (
     "id, course_id, status, total_lessons, completed_lessons, failed_lessons, "
     "error_message, started_at, completed_at"
@@ -54,23 +56,37 @@ def _lesson_event(job_id: str, course_id: int, row: aiosqlite.Row) -> dict[str, 
 
 
 class Transaction:
-    """An open write transaction and the events it will publish once committed."""
+    """An open transaction, and the events it will log and publish once committed."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
+        self._emitted: list[tuple[str | None, int | None, str, str, str]] = []
         self.events: list[Event] = []
         self.forgotten_courses: list[int] = []
 
-    async def emit(
+    def emit(
         self, type: str, data: dict[str, Any], *, job_id: str | None, course_id: int | None
     ) -> None:
-        text = encode_data(data)
-        cursor = await self.db.execute(
-            "INSERT INTO events (job_id, course_id, type, data, created_at) VALUES (?, ?, ?, ?, ?)",
-            (job_id, course_id, type, text, utcnow()),
-        )
-        assert cursor.lastrowid is not None
-        self.events.append(Event.from_row(cursor.lastrowid, job_id, course_id, type, text))
+        """Log an event with this transaction's changes (written by `write_events`)."""
+        self._emitted.append((job_id, course_id, type, encode_data(data), utcnow()))
+
+    async def write_events(self) -> None:
+        """Insert the emitted events, in order, in one statement per page of them."""
+        for start in range(0, len(self._emitted), _EVENTS_PER_INSERT):
+            page = self._emitted[start : start + _EVENTS_PER_INSERT]
+            values = ", ".join(["(?, ?, ?, ?, ?)"] * len(page))
+            rows = await self.fetchall(
+                "INSERT INTO events (job_id, course_id, type, data, created_at) "
+                f"VALUES {values} RETURNING id",
+                [value for event in page for value in event],
+            )
+            # Rows get rising ids in VALUES order; RETURNING's order is not promised.
+            ids = sorted(row["id"] for row in rows)
+            self.events += [
+                Event.from_row(id, job_id, course_id, type, data)
+                for id, (job_id, course_id, type, data, _) in zip(ids, page, strict=True)
+            ]
+        self._emitted.clear()
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         async with self.db.execute(sql, tuple(params)) as cursor:
@@ -79,27 +95,27 @@ class Transaction:
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         return list(await self.db.execute_fetchall(sql, tuple(params)))
 
-    async def lesson_changed(self, job_id: str, course_id: int, row: aiosqlite.Row) -> None:
-        await self.emit(
+    def lesson_changed(self, job_id: str, course_id: int, row: aiosqlite.Row) -> None:
+        self.emit(
             "lesson", _lesson_event(job_id, course_id, row), job_id=job_id, course_id=course_id
         )
 
     async def refresh_job(self, job_id: str, *, reopen: bool = False) -> dict[str, Any]:
         """Derive the job's counters and status from its lessons; emit what changed."""
         job = await self.fetchone(
-            f"SELECT {JOB_COLUMNS} FROM content_generation_jobs WHERE id = ?", (job_id,)
+            f"SELECT {JOB_COLUMNS}, "
+            "(SELECT count(*) FROM lessons l WHERE l.course_id = j.course_id) AS lessons, "
+            "(SELECT count(*) FROM lessons l WHERE l.course_id = j.course_id "
+            " AND l.content_status = 'complete') AS complete, "
+            "(SELECT count(*) FROM lessons l WHERE l.course_id = j.course_id "
+            " AND l.content_status = 'error') AS failed "
+            "FROM content_generation_jobs j WHERE id = ?",
+            (job_id,),
         )
         assert job is not None
-        counts = await self.fetchone(
-            "SELECT count(*) AS total, "
-            "coalesce(sum(content_status = 'complete'), 0) AS completed, "
-            "coalesce(sum(content_status = 'error'), 0) AS failed "
-            "FROM lessons WHERE course_id = ?",
-            (job["course_id"],),
-        )
-        assert counts is not None
+        counts = {"total": job["lessons"], "completed": job["complete"], "failed": job["failed"]}
         failed = counts["failed"]
-        new = dict(job)
+        new = {key: job[key] for key in JOB_COLUMNS.split(", ")}
         new.update(
             total_lessons=counts["total"],
             completed_lessons=counts["completed"],
@@ -134,7 +150,7 @@ class Transaction:
             )
         progress = progress_view(new)
         if counters_changed:
-            await self.emit("progress", progress, job_id=job_id, course_id=job["course_id"])
+            self.emit("progress", progress, job_id=job_id, course_id=job["course_id"])
         if status_changed:
-            await self.emit("job", progress, job_id=job_id, course_id=job["course_id"])
+            self.emit("job", progress, job_id=job_id, course_id=job["course_id"])
         return progress
