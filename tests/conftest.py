@@ -105,14 +105,17 @@ async def woken_until(
     services: Services, check: Callable[[], Awaitable[T | None]], seconds: float = 10.0
 ) -> T:
     """Re-run `check` after every committed event until it returns something."""
-    broker = services.broker
-    async with asyncio.timeout(seconds):
-        while True:
-            seen = broker.last_id  # read first, so an event during the check is not missed
-            found = await check()
-            if found is not None:
-                return found
-            await broker.wait(seen)
+    # Subscribed before the first check, so an event during a check is never missed.
+    subscription = services.broker.subscribe(None, ping_interval=None)
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                found = await check()
+                if found is not None:
+                    return found
+                await subscription.wait()
+    finally:
+        subscription.close()
 
 
 async def job_reaches(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
 
@@ -121,12 +120,8 @@ async def test_shutdown_puts_lessons_in_flight_back_and_a_restart_resumes_them(
     fake.reset()
     app = create_app(settings, provider=provider)
     async with LifespanManager(app):
-        services = app.state.services
-        async with asyncio.timeout(5):
-            while (await services.store.get_progress(course["job"]["job_id"]))[
-                "status"
-            ] != "complete":
-                await services.broker.wait(services.broker.last_id)
+        done = await job_reaches(app.state.services, course["job"]["job_id"])
+        assert done["status"] == "complete"
     await provider.aclose()
     assert len(fake.lesson_calls()) == 4
     assert counters_hold(settings.db_path) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -90,6 +91,12 @@ def serve(settings: Settings) -> None:
     from coursegen.app import create_app
 
     app = create_app(settings)
+    # Thousands of open streams are hundreds of thousands of long-lived objects, and
+    # the default thresholds made the collector walk them all every few hundred
+    # events: 100-140 ms pauses, the whole p99 of delivery to 1,000 clients (185 ms;
+    # 57 ms with this). Frozen: what exists now (code, modules) is never walked again.
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
     config = uvicorn.Config(
         app,
         host=settings.host,

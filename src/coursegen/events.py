@@ -44,16 +44,61 @@ def encode_data(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
-@dataclass
-class _JobWait:
-    """The streams of one job waiting for its next event."""
+class Subscription:
+    """One stream's place at the broker: what wakes it, and when it owes a ping.
 
-    event: asyncio.Event = field(default_factory=asyncio.Event)
-    streams: int = 0
+    An event of interest published at any moment is remembered until the next
+    `wait`, so a stream can never sleep through one, whatever it awaited meanwhile.
+    A ping is due every `ping_interval` seconds, from one timer per stream that is
+    re-armed when it fires, never per event.
+    """
+
+    __slots__ = ("_broker", "_future", "_timer", "job_id", "ping_due", "ping_interval", "woken")
+
+    def __init__(self, broker: Broker, job_id: str | None, ping_interval: float | None) -> None:
+        self._broker = broker
+        self.job_id = job_id
+        self.ping_interval = ping_interval
+        self.woken = False
+        self.ping_due = False
+        self._future: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        if ping_interval is not None:
+            self._timer = asyncio.get_running_loop().call_later(ping_interval, self._ping)
+
+    async def wait(self) -> None:
+        """Return at an event of interest (at once if one came since the last wait), when
+        a ping is due, or when the broker closes."""
+        if not (self.woken or self.ping_due or self._broker.closed):
+            self._future = asyncio.get_running_loop().create_future()
+            try:
+                await self._future
+            finally:
+                self._future = None
+        self.woken = False
+
+    def wake(self) -> None:
+        self.woken = True
+        self._resolve()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._broker._unsubscribe(self)
+
+    def _ping(self) -> None:
+        assert self.ping_interval is not None
+        self.ping_due = True
+        self._resolve()
+        self._timer = asyncio.get_running_loop().call_later(self.ping_interval, self._ping)
+
+    def _resolve(self) -> None:
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
 
 
 class Broker:
-    """The newest committed events, in commit order, and a wake-up for their readers.
+    """The newest committed events, in commit order, and the streams they wake.
 
     A stream of all jobs wakes on every commit; a stream of one job wakes only on
     that job's events, so thousands of idle streams cost nothing while others work.
@@ -65,10 +110,32 @@ class Broker:
         # Every event with an id above the floor is in the window (if it still exists).
         self._floor = 0
         self.last_id = 0
-        self._changed = asyncio.Event()
-        self._job_waits: dict[str, _JobWait] = {}
+        self._every_job: set[Subscription] = set()
+        self._by_job: dict[str, set[Subscription]] = {}
         self.closed = False
-        self.subscribers = 0
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._every_job) + sum(len(subs) for subs in self._by_job.values())
+
+    def subscribe(self, job_id: str | None, ping_interval: float | None) -> Subscription:
+        """Wake on every event (job_id None) or on one job's; close it when done."""
+        subscription = Subscription(self, job_id, ping_interval)
+        if job_id is None:
+            self._every_job.add(subscription)
+        else:
+            self._by_job.setdefault(job_id, set()).add(subscription)
+        return subscription
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        if subscription.job_id is None:
+            self._every_job.discard(subscription)
+            return
+        subs = self._by_job.get(subscription.job_id)
+        if subs is not None:
+            subs.discard(subscription)
+            if not subs:
+                del self._by_job[subscription.job_id]
 
     def reset(self, last_id: int) -> None:
         """Start an empty window after the newest event already in the log."""
@@ -89,12 +156,11 @@ class Broker:
                 jobs.add(event.job_id)
         if not added:
             return
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        for subscription in self._every_job:
+            subscription.wake()
         for job_id in jobs:
-            waiting = self._job_waits.pop(job_id, None)
-            if waiting is not None:
-                waiting.event.set()
+            for subscription in self._by_job.get(job_id, ()):
+                subscription.wake()
 
     def forget_course(self, course_id: int) -> None:
         """Drop a deleted course's events, as its deletion dropped them from the log."""
@@ -114,31 +180,11 @@ class Broker:
         newer.reverse()
         return newer
 
-    async def wait(self, cursor: int, job_id: str | None = None) -> None:
-        """Return once an event after `cursor` is committed (of `job_id`, if given).
-
-        A stream of one job must have read everything up to now, with no await since:
-        only that job's next event wakes it.
-        """
-        if job_id is None:
-            while self.last_id <= cursor and not self.closed:
-                await self._changed.wait()
-            return
-        if self.closed:
-            return
-        waiting = self._job_waits.setdefault(job_id, _JobWait())
-        waiting.streams += 1
-        try:
-            await waiting.event.wait()
-        finally:
-            waiting.streams -= 1
-            if not waiting.streams and self._job_waits.get(job_id) is waiting:
-                del self._job_waits[job_id]  # a disconnected stream leaves nothing behind
-
     def close(self) -> None:
         """Wake every stream for the last time: the server is stopping."""
         self.closed = True
-        self._changed.set()
-        for waiting in self._job_waits.values():
-            waiting.event.set()
-        self._job_waits.clear()
+        for subscription in list(self._every_job):
+            subscription.wake()
+        for subs in list(self._by_job.values()):
+            for subscription in list(subs):
+                subscription.wake()

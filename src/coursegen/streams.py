@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from sse_starlette import EventSourceResponse
@@ -74,12 +73,11 @@ async def follow(
 
     `ended` is whether the job (if one is followed) is in a terminal status as far as
     the events sent so far tell; the stream closes once that is so and none are left.
-    The stream sends its own pings while idle, rather than sse-starlette's ping task:
-    one task fewer for each of thousands of open streams.
+    The stream sends its own pings, rather than sse-starlette's ping task: one task
+    fewer for each of thousands of open streams.
     """
     broker, store = services.broker, services.store
-    ping = services.settings.ping_interval
-    broker.subscribers += 1
+    subscription = broker.subscribe(job_id, services.settings.ping_interval)
     try:
         if first is not None:
             yield first.frame
@@ -102,15 +100,13 @@ async def follow(
                 position = batch[-1].id
                 continue
             position = max(position, horizon, batch[-1].id if batch else 0)
-            if batch or from_log:
-                continue  # look again before sleeping: time passed while sending or reading
+            if from_log:
+                continue  # the log was read at leisure: look at the window again
             if ended or broker.closed:
                 return
-            # Nothing awaited since `since` above, so no event can slip past this wait.
-            try:
-                async with asyncio.timeout(ping):
-                    await broker.wait(position, job_id)
-            except TimeoutError:
+            await subscription.wait()
+            if subscription.ping_due:
+                subscription.ping_due = False
                 yield PING
     finally:
-        broker.subscribers -= 1
+        subscription.close()

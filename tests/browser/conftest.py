@@ -7,7 +7,6 @@ provoked on purpose, say). Screenshots go to test-artifacts/screenshots/.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
@@ -28,8 +27,7 @@ from playwright.async_api import (
     expect,
 )
 
-from coursegen.events import TERMINAL_JOB_STATUSES
-from tests.conftest import Live
+from tests.conftest import Live, job_reaches
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -188,15 +186,7 @@ async def generate_via_api(live: Live, topic: str, lessons: int) -> dict[str, An
 
 async def settle(live: Live, job_id: str) -> dict[str, Any]:
     """Wait, woken by each committed event, until the job is in a terminal status."""
-    broker, store = live.services.broker, live.services.store
-    async with asyncio.timeout(10):
-        while True:
-            seen = broker.last_id
-            progress = await store.get_progress(job_id)
-            assert progress is not None
-            if progress["status"] in TERMINAL_JOB_STATUSES:
-                return progress
-            await broker.wait(seen)
+    return await job_reaches(live.services, job_id)
 
 
 async def lesson_ids(live: Live, course_id: int) -> list[int]:
