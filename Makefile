@@ -14,8 +14,8 @@ test: $(STAMP) chromium
 
 # Lint, format and type checks; part of CI.
 check: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -14,17 +14,15 @@ import argparse
 import asyncio
 import json
 import re
-import socket
 import sys
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from coursegen.fake_anthropic import CLIENT_GONE, FakeAnthropic, _chunks, _sse
+from coursegen.fake_anthropic import CLIENT_GONE, FakeAnthropic
 
 INFO_KEY = "coursegen.bench.call"
 _LESSON_TOPIC = re.compile(r"\(topic: (.*)\)\.$", re.MULTILINE)
@@ -61,16 +59,6 @@ class BenchFake(FakeAnthropic):
         super().__init__(**kwargs)
         self.gates: dict[str, Gate] = {}
 
-    def _bind(self) -> socket.socket:
-        # The base class binds a socket made with proto 0, so asyncio does not set
-        # TCP_NODELAY on the connections it accepts (it checks proto == IPPROTO_TCP):
-        # every answer on a kept-alive connection then waits ~40 ms (Nagle + delayed ACK).
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        return sock
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
@@ -103,35 +91,6 @@ class BenchFake(FakeAnthropic):
                 return Response(status_code=CLIENT_GONE)
             info["start"] = time.time()
         return await super()._messages(request)
-
-    async def _stream(
-        self, model: str, text: str, usage: dict[str, int], stream_error: str | None
-    ) -> AsyncIterator[bytes]:
-        """The base class's stream, paced by deadlines rather than by relative sleeps."""
-        # Eight relative sleeps overshoot by about a millisecond each, so a "0.5 s" call took
-        # ~509 ms: the fake's own lateness would be charged to the service. (The bench
-        # scripts no stream errors, so `stream_error` is not honoured here.)
-        start = time.monotonic()
-        message = self._message(model, [], None, {**usage, "output_tokens": 1})
-        yield _sse("message_start", {"type": "message_start", "message": message})
-        yield _sse("ping", {"type": "ping"})
-        block = {"type": "text", "text": ""}
-        yield _sse(
-            "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": block},
-        )
-        chunks = _chunks(text)
-        for index, chunk in enumerate(chunks, start=1):
-            await asyncio.sleep(start + self.lesson_delay * index / len(chunks) - time.monotonic())
-            delta = {"type": "text_delta", "text": chunk}
-            yield _sse(
-                "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
-            )
-        yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
-        stop = {"stop_reason": "end_turn", "stop_sequence": None}
-        final = {"output_tokens": usage["output_tokens"]}
-        yield _sse("message_delta", {"type": "message_delta", "delta": stop, "usage": final})
-        yield _sse("message_stop", {"type": "message_stop"})
 
     def _gate_for(self, info: dict[str, Any]) -> Gate | None:
         if info.get("kind") != "lesson":
