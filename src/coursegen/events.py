@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TERMINAL_JOB_STATUSES = frozenset({"complete", "error", "cancelled"})
+# Streams are woken this long after a commit, so that commits close together (a lesson
+# finishing, then the next one starting) reach each client in one write, not two.
+COALESCE = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,10 @@ class Subscription:
         self.woken = True
         self._resolve()
 
+    def mark(self) -> None:
+        """Note an event of interest; the broker wakes the stream shortly (see COALESCE)."""
+        self.woken = True
+
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -112,6 +119,7 @@ class Broker:
         self.last_id = 0
         self._every_job: set[Subscription] = set()
         self._by_job: dict[str, set[Subscription]] = {}
+        self._waking: asyncio.TimerHandle | None = None
         self.closed = False
 
     @property
@@ -157,10 +165,22 @@ class Broker:
         if not added:
             return
         for subscription in self._every_job:
-            subscription.wake()
+            subscription.mark()
         for job_id in jobs:
             for subscription in self._by_job.get(job_id, ()):
+                subscription.mark()
+        if self._waking is None:
+            self._waking = asyncio.get_running_loop().call_later(COALESCE, self._wake_marked)
+
+    def _wake_marked(self) -> None:
+        self._waking = None
+        for subscription in self._every_job:
+            if subscription.woken:
                 subscription.wake()
+        for subs in self._by_job.values():
+            for subscription in subs:
+                if subscription.woken:
+                    subscription.wake()
 
     def forget_course(self, course_id: int) -> None:
         """Drop a deleted course's events, as its deletion dropped them from the log."""
