@@ -89,8 +89,10 @@ class Transaction:
         self._emitted.clear()
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        async with self.db.execute(sql, tuple(params)) as cursor:
-            return await cursor.fetchone()
+        # One trip to the connection's thread, where a cursor costs three (execute,
+        # fetch, close); each trip is ~20 us of the event loop's time.
+        rows = await self.db.execute_fetchall(sql, tuple(params))
+        return next(iter(rows), None)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         return list(await self.db.execute_fetchall(sql, tuple(params)))
