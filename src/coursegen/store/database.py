@@ -424,7 +424,7 @@ class Store:
         return await self._read_one(lambda txn: queries.progress(txn, job_id))
 
     async def job_snapshot(self, job_id: str) -> tuple[dict[str, Any], int] | None:
-        return await self._read(lambda txn: queries.job_snapshot(txn, job_id))
+        return await self._read_one(lambda txn: queries.job_snapshot(txn, job_id))
 
     async def course_outline(self, job_id: str) -> CourseOutline | None:
         return await self._read(lambda txn: queries.course_outline(txn, job_id))

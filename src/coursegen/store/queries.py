@@ -97,20 +97,25 @@ async def progress(txn: Transaction, job_id: str) -> dict[str, Any] | None:
 
 
 async def job_snapshot(txn: Transaction, job_id: str) -> tuple[dict[str, Any], int] | None:
-    """A job's progress and lessons, with the id of its newest event."""
-    job = await progress(txn, job_id)
-    if job is None:
+    """A job's progress and lessons, with the id of its newest event.
+
+    One statement, so one consistent snapshot without a transaction around it: a
+    thousand clients reconnecting at once each cost one trip to the database thread.
+    """
+    row = await txn.fetchone(
+        f"SELECT {JOB_COLUMNS}, "
+        "(SELECT coalesce(max(e.id), 0) FROM events e WHERE e.job_id = j.id) AS newest, "
+        "(SELECT json_group_array(json_object('id', l.id, 'position', l.position, "
+        "'title', l.title, 'content_status', l.content_status, "
+        "'content_error', l.content_error)) FROM lessons l WHERE l.course_id = j.course_id) "
+        "AS lessons FROM content_generation_jobs j WHERE j.id = ?",
+        (job_id,),
+    )
+    if row is None:
         return None
-    lessons = await txn.fetchall(
-        "SELECT id, position, title, content_status, content_error FROM lessons "
-        "WHERE course_id = ? ORDER BY position, id",
-        (job["course_id"],),
-    )
-    newest = await txn.fetchone(
-        "SELECT coalesce(max(id), 0) AS id FROM events WHERE job_id = ?", (job_id,)
-    )
-    assert newest is not None
-    return {"job": job, "lessons": [dict(row) for row in lessons]}, newest["id"]
+    lessons = json.loads(row["lessons"])
+    lessons.sort(key=lambda lesson: (lesson["position"], lesson["id"]))
+    return {"job": progress_view(row), "lessons": lessons}, row["newest"]
 
 
 async def course_outline(txn: Transaction, job_id: str) -> CourseOutline | None:
