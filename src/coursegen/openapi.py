@@ -45,118 +45,67 @@ def _responses(ok: dict[str, Any], *errors: int) -> dict[str, Any]:
 
 
 _ROW_ID = {"type": "integer", "minimum": 0}
+_UUID = {"type": "string", "format": "uuid"}
 _TEXT = {"type": "string"}
 _STAMP = {"type": "string", "description": "ISO 8601 time, UTC"}
+_COUNT = {"type": "integer", "minimum": 0}
+
+
+def _object(**properties: Any) -> dict[str, Any]:
+    """An object whose every property is always present (null where the schema allows)."""
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
+_COURSE = {
+    "id": _ROW_ID,
+    "topic": _TEXT,
+    "title": _TEXT,
+    "description": _TEXT,
+    "created_at": _STAMP,
+    "job": _nullable(_ref("Progress")),
+}
 
 _SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "properties": {"error": {"type": "string", "description": "what to do about it"}},
-        "required": ["error"],
-    },
-    "Progress": {
-        "type": "object",
-        "properties": {
-            "job_id": {"type": "string", "format": "uuid"},
-            "course_id": _ROW_ID,
-            "status": {"enum": ["running", "complete", "error", "cancelled"]},
-            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-            "total_lessons": {"type": "integer", "minimum": 0},
-            "completed_lessons": {"type": "integer", "minimum": 0},
-            "failed_lessons": {"type": "integer", "minimum": 0},
-            "error_message": _nullable(_TEXT),
-            "started_at": _STAMP,
-            "completed_at": _nullable(_STAMP),
-        },
-        "required": [
-            "job_id",
-            "course_id",
-            "status",
-            "progress",
-            "total_lessons",
-            "completed_lessons",
-            "failed_lessons",
-            "error_message",
-            "started_at",
-            "completed_at",
-        ],
-    },
+    "Error": _object(error={"type": "string", "description": "what to do about it"}),
+    "Progress": _object(
+        job_id=_UUID,
+        course_id=_ROW_ID,
+        status={"enum": ["running", "complete", "error", "cancelled"]},
+        progress={"type": "integer", "minimum": 0, "maximum": 100},
+        total_lessons=_COUNT,
+        completed_lessons=_COUNT,
+        failed_lessons=_COUNT,
+        error_message=_nullable(_TEXT),
+        started_at=_STAMP,
+        completed_at=_nullable(_STAMP),
+    ),
     "LessonStatus": {"enum": ["pending", "generating", "complete", "error"]},
-    "LessonSummary": {
-        "type": "object",
-        "properties": {
-            "id": _ROW_ID,
-            "position": {"type": "integer"},
-            "title": _TEXT,
-            "description": _TEXT,
-            "content_status": _ref("LessonStatus"),
-            "content_error": _nullable(_TEXT),
-        },
-        "required": ["id", "position", "title", "description", "content_status", "content_error"],
-    },
-    "Course": {
-        "type": "object",
-        "properties": {
-            "id": _ROW_ID,
-            "topic": _TEXT,
-            "title": _TEXT,
-            "description": _TEXT,
-            "created_at": _STAMP,
-            "job": _nullable(_ref("Progress")),
-            "lessons": {"type": "array", "items": _ref("LessonSummary")},
-        },
-        "required": ["id", "topic", "title", "description", "created_at", "job", "lessons"],
-    },
-    "CourseListItem": {
-        "type": "object",
-        "properties": {
-            "id": _ROW_ID,
-            "topic": _TEXT,
-            "title": _TEXT,
-            "description": _TEXT,
-            "created_at": _STAMP,
-            "lesson_count": {"type": "integer", "minimum": 0},
-            "job": _nullable(_ref("Progress")),
-        },
-        "required": ["id", "topic", "title", "description", "created_at", "lesson_count", "job"],
-    },
-    "CourseList": {
-        "type": "object",
-        "properties": {
-            "courses": {"type": "array", "items": _ref("CourseListItem")},
-            "last_event_id": {"type": "integer", "minimum": 0},
-        },
-        "required": ["courses", "last_event_id"],
-    },
-    "Lesson": {
-        "type": "object",
-        "properties": {
-            "id": _ROW_ID,
-            "course_id": _ROW_ID,
-            "job_id": _nullable({"type": "string", "format": "uuid"}),
-            "position": {"type": "integer"},
-            "title": _TEXT,
-            "description": _TEXT,
-            "content": _nullable({"type": "string", "description": "Markdown, when complete"}),
-            "content_html": _nullable({"type": "string", "description": "sanitised HTML"}),
-            "content_status": _ref("LessonStatus"),
-            "content_error": _nullable(_TEXT),
-            "updated_at": _STAMP,
-        },
-        "required": [
-            "id",
-            "course_id",
-            "job_id",
-            "position",
-            "title",
-            "description",
-            "content",
-            "content_html",
-            "content_status",
-            "content_error",
-            "updated_at",
-        ],
-    },
+    "LessonSummary": _object(
+        id=_ROW_ID,
+        position={"type": "integer"},
+        title=_TEXT,
+        description=_TEXT,
+        content_status=_ref("LessonStatus"),
+        content_error=_nullable(_TEXT),
+    ),
+    "Course": _object(**_COURSE, lessons={"type": "array", "items": _ref("LessonSummary")}),
+    "CourseListItem": _object(**_COURSE, lesson_count=_COUNT),
+    "CourseList": _object(
+        courses={"type": "array", "items": _ref("CourseListItem")}, last_event_id=_COUNT
+    ),
+    "Lesson": _object(
+        id=_ROW_ID,
+        course_id=_ROW_ID,
+        job_id=_nullable(_UUID),
+        position={"type": "integer"},
+        title=_TEXT,
+        description=_TEXT,
+        content=_nullable({"type": "string", "description": "Markdown, when complete"}),
+        content_html=_nullable({"type": "string", "description": "sanitised HTML"}),
+        content_status=_ref("LessonStatus"),
+        content_error=_nullable(_TEXT),
+        updated_at=_STAMP,
+    ),
     "GenerateRequest": {
         "type": "object",
         "properties": {
@@ -173,45 +122,22 @@ _SCHEMAS: dict[str, Any] = {
         },
         "required": ["topic"],
     },
-    "GenerateAnswer": {
-        "type": "object",
-        "properties": {
-            "success": {"const": True},
-            "course_id": _ROW_ID,
-            "job_id": {"type": "string", "format": "uuid"},
-            "message": _TEXT,
-            "course": _ref("Course"),
-        },
-        "required": ["success", "course_id", "job_id", "message", "course"],
-    },
-    "LessonRetry": {
-        "type": "object",
-        "properties": {
-            "lesson_id": _ROW_ID,
-            "job_id": {"type": "string", "format": "uuid"},
-            "content_status": {"const": "pending"},
-        },
-        "required": ["lesson_id", "job_id", "content_status"],
-    },
-    "JobRetry": {
-        "type": "object",
-        "properties": {
-            "job_id": {"type": "string", "format": "uuid"},
-            "retried": {"type": "integer", "minimum": 1},
-        },
-        "required": ["job_id", "retried"],
-    },
-    "Health": {
-        "type": "object",
-        "properties": {
-            "status": {"const": "ok"},
-            "provider": {"enum": ["anthropic", "demo"]},
-            "model": _TEXT,
-            "concurrency": {"type": "integer", "minimum": 1},
-            "active_jobs": {"type": "integer", "minimum": 0},
-        },
-        "required": ["status", "provider", "model", "concurrency", "active_jobs"],
-    },
+    "GenerateAnswer": _object(
+        success={"const": True},
+        course_id=_ROW_ID,
+        job_id=_UUID,
+        message=_TEXT,
+        course=_ref("Course"),
+    ),
+    "LessonRetry": _object(lesson_id=_ROW_ID, job_id=_UUID, content_status={"const": "pending"}),
+    "JobRetry": _object(job_id=_UUID, retried={"type": "integer", "minimum": 1}),
+    "Health": _object(
+        status={"const": "ok"},
+        provider={"enum": ["anthropic", "demo"]},
+        model=_TEXT,
+        concurrency={"type": "integer", "minimum": 1},
+        active_jobs=_COUNT,
+    ),
 }
 
 _ID_PARAMETER = {
@@ -220,12 +146,7 @@ _ID_PARAMETER = {
     "required": True,
     "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
 }
-_JOB_PARAMETER = {
-    "name": "job_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "format": "uuid"},
-}
+_JOB_PARAMETER = {"name": "job_id", "in": "path", "required": True, "schema": _UUID}
 _CURSOR_PARAMETERS = [
     {
         "name": "Last-Event-ID",
