@@ -210,6 +210,10 @@ class JobRunner:
             calls.discard(call)
             if not calls:
                 del self._calls[job_id]
+        if not call.cancelled() and call.exception() is not None:
+            # Storing the result failed (the lesson stays `generating` until the next
+            # start resumes it): say so rather than lose the error with the task.
+            logger.error("storing a lesson of job %s failed", job_id, exc_info=call.exception())
 
     async def _stop(self, job_ids: list[str]) -> None:
         """Cancel the drivers and lesson calls of these jobs and wait until they are gone."""
@@ -236,7 +240,3 @@ class JobRunner:
                 del self._key_locks[key]
             else:
                 self._key_locks[key] = (lock, users - 1)
-
-    @property
-    def closing(self) -> bool:
-        return self._closing

@@ -15,6 +15,7 @@ from coursegen.validation import parse_cursor, parse_job_id
 
 SEND_TIMEOUT_SECONDS = 10
 SHUTDOWN_GRACE_SECONDS = 1
+PING = b": ping\r\n\r\n"  # a comment line: EventSource ignores it, proxies see traffic
 
 
 def _response(services: Services, stream: AsyncIterator[bytes]) -> EventSourceResponse:
@@ -61,9 +62,6 @@ async def all_events(request: Request) -> EventSourceResponse:
     if cursor is None:
         cursor = services.broker.last_id
     return _response(services, follow(services, cursor, None, None, False))
-
-
-PING = b": ping\r\n\r\n"
 
 
 async def follow(
