@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from asgi_lifespan import LifespanManager
 
 from coursegen.app import create_app
 from coursegen.fake_anthropic import FakeAnthropic
@@ -73,8 +74,6 @@ def closed_port() -> int:
 async def test_a_provider_that_refuses_connections_fails_each_lesson_clearly(
     fake: FakeAnthropic, settings: Settings
 ) -> None:
-    from asgi_lifespan import LifespanManager
-
     working = AnthropicProvider(settings, api_key=API_KEY, base_url=fake.base_url)
     outline = await working.generate_outline("Sourdough", 2)
     await working.aclose()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Awaitable, Callable
 
+from asgi_lifespan import LifespanManager
+
 from coursegen.app import create_app
 from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.settings import Settings
@@ -92,8 +94,6 @@ async def test_lesson_prompt_carries_the_course_and_its_whole_outline(
 async def test_shutdown_puts_lessons_in_flight_back_and_a_restart_resumes_them(
     fake: FakeAnthropic, settings: Settings
 ) -> None:
-    from asgi_lifespan import LifespanManager
-
     fake.lesson_delay = 30
     provider = provider_for(settings, fake)
     app = create_app(settings, provider=provider)
@@ -130,8 +130,6 @@ async def test_shutdown_puts_lessons_in_flight_back_and_a_restart_resumes_them(
 async def test_a_crash_left_lessons_generating_and_the_next_start_resumes(
     fake: FakeAnthropic, settings: Settings
 ) -> None:
-    from asgi_lifespan import LifespanManager
-
     provider = provider_for(settings, fake)
     app = create_app(settings, provider=provider)
     async with LifespanManager(app):
