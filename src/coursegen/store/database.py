@@ -30,7 +30,7 @@ from coursegen.providers.base import Outline
 from coursegen.store import queries
 from coursegen.store.queries import IDEMPOTENCY_TTL, CourseOutline
 from coursegen.store.schema import connect, migrate
-from coursegen.store.transaction import LATEST_JOB, Transaction, utcnow
+from coursegen.store.transaction import LATEST_JOB, LESSON_CHANGE, Transaction, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ class Store:
                 "WHERE id = (SELECT l.id FROM lessons l JOIN content_generation_jobs j "
                 "ON j.course_id = l.course_id WHERE j.id = ? AND j.status = 'running' "
                 "AND l.content_status = 'pending' ORDER BY l.position, l.id LIMIT 1) "
-                "RETURNING id, course_id, position, attempt, content_status, content_error",
+                f"{LESSON_CHANGE}, attempt",
                 (utcnow(), job_id),
             )
             if row is None:
@@ -236,7 +236,7 @@ class Store:
             row = await txn.fetchone(
                 "UPDATE lessons SET content_status = ?, content = ?, content_error = ?, "
                 "updated_at = ? WHERE id = ? AND attempt = ? AND content_status = 'generating' "
-                "RETURNING id, course_id, position, content_status, content_error",
+                f"{LESSON_CHANGE}",
                 ("complete" if error is None else "error", content, error, utcnow(),
                  lesson_id, attempt),
             )  # fmt: skip
@@ -256,7 +256,7 @@ class Store:
                 "UPDATE lessons SET content_status = 'error', content_error = ?, updated_at = ? "
                 "WHERE course_id = (SELECT course_id FROM content_generation_jobs WHERE id = ?) "
                 "AND content_status IN ('pending', 'generating') "
-                "RETURNING id, course_id, position, content_status, content_error",
+                f"{LESSON_CHANGE}",
                 (message, utcnow(), job_id),
             )
             for row in rows:
@@ -279,8 +279,7 @@ class Store:
             rows = await txn.fetchall(
                 "UPDATE lessons SET content_status = 'pending', updated_at = ? "
                 "WHERE content_status = 'generating' "
-                f"RETURNING id, course_id, position, content_status, content_error, "
-                f"{LATEST_JOB.format(course='lessons.course_id')} AS job_id",
+                f"{LESSON_CHANGE}, {LATEST_JOB.format(course='lessons.course_id')} AS job_id",
                 (utcnow(),),
             )
             for row in sorted(rows, key=lambda r: r["id"]):
@@ -317,7 +316,7 @@ class Store:
             rows = await txn.fetchall(
                 "UPDATE lessons SET content_status = 'pending', updated_at = ? "
                 "WHERE course_id = ? AND content_status = 'generating' "
-                "RETURNING id, course_id, position, content_status, content_error",
+                f"{LESSON_CHANGE}",
                 (utcnow(), job["course_id"]),
             )
             for row in sorted(rows, key=lambda r: r["position"]):
@@ -343,7 +342,7 @@ class Store:
                 "UPDATE lessons SET content_status = 'pending', content = NULL, "
                 "content_error = NULL, updated_at = ? "
                 "WHERE id = ? AND content_status IN ('error', 'complete') "
-                "RETURNING id, course_id, position, content_status, content_error",
+                f"{LESSON_CHANGE}",
                 (utcnow(), lesson_id),
             )
             if row is None:
@@ -370,7 +369,7 @@ class Store:
             rows = await txn.fetchall(
                 "UPDATE lessons SET content_status = 'pending', content_error = NULL, "
                 "updated_at = ? WHERE course_id = ? AND content_status = 'error' "
-                "RETURNING id, course_id, position, content_status, content_error",
+                f"{LESSON_CHANGE}",
                 (utcnow(), job["course_id"]),
             )
             retried = len(rows)

@@ -44,6 +44,10 @@ def progress_view(row: aiosqlite.Row | dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# What an UPDATE of lessons returns, so that `lesson_changed` can announce the change.
+LESSON_CHANGE = "RETURNING id, course_id, position, content_status, content_error"
+
+
 def _lesson_event(job_id: str, course_id: int, row: aiosqlite.Row) -> dict[str, Any]:
     return {
         "job_id": job_id,
