@@ -152,7 +152,7 @@ async def start_app(
         manager = LifespanManager(app, startup_timeout=10, shutdown_timeout=10)
         await manager.__aenter__()
         transport = httpx.ASGITransport(app=manager.app)
-        http = httpx.AsyncClient(transport=transport, base_url="http://coursegen.test")
+        http = httpx.AsyncClient(transport=transport, base_url="http://localhost")
         stack.append((manager, http, provider))
         return Running(app, http, provider, manager.app)
 

@@ -13,6 +13,7 @@ from coursegen.fake_anthropic import FakeAnthropic
 from tests.conftest import API_KEY, Running, counters_hold
 from tests.htmlcheck import executable_parts
 
+JSON = {"Content-Type": "application/json"}
 PROGRESS_KEYS = {
     "job_id", "course_id", "status", "progress", "total_lessons", "completed_lessons",
     "failed_lessons", "error_message", "started_at", "completed_at",
@@ -170,7 +171,7 @@ async def test_progress_endpoint_returns_the_progress_object(running: Running) -
 async def test_generate_rejects_bad_bodies_and_stores_nothing(
     running: Running, fake: FakeAnthropic, body: bytes, fragment: str
 ) -> None:
-    response = await running.http.post("/api/courses/generate", content=body)
+    response = await running.http.post("/api/courses/generate", content=body, headers=JSON)
     assert 400 <= response.status_code < 500
     assert response.status_code == (413 if len(body) > 65536 else 400)
     assert fragment in response.json()["error"]
@@ -179,13 +180,13 @@ async def test_generate_rejects_bad_bodies_and_stores_nothing(
 
 
 async def test_deeply_nested_json_is_a_400_not_a_crash(running: Running) -> None:
-    response = await running.http.post("/api/courses/generate", content=b"[" * 60_000)
+    response = await running.http.post("/api/courses/generate", content=b"[" * 60_000, headers=JSON)
     assert response.status_code == 400
 
 
 async def test_body_over_64_kib_is_413_json_with_and_without_length(running: Running) -> None:
     big = b'{"topic": "' + b"x" * 70_000 + b'"}'
-    with_length = await running.http.post("/api/courses/generate", content=big)
+    with_length = await running.http.post("/api/courses/generate", content=big, headers=JSON)
     assert with_length.status_code == 413
     assert with_length.json() == {"error": "the body is over 64 KiB"}
 
@@ -193,7 +194,7 @@ async def test_body_over_64_kib_is_413_json_with_and_without_length(running: Run
         for start in range(0, len(big), 8192):
             yield big[start : start + 8192]
 
-    chunked = await running.http.post("/api/courses/generate", content=chunks())
+    chunked = await running.http.post("/api/courses/generate", content=chunks(), headers=JSON)
     assert "content-length" not in chunked.request.headers
     assert chunked.status_code == 413
     assert chunked.json() == {"error": "the body is over 64 KiB"}

@@ -315,7 +315,7 @@ async def test_sigterm_with_a_stream_open_exits_fast_and_requeues_calls_in_fligh
 # A request whose body is announced but never sent: once the server has asked for it
 # (100 Continue), uvicorn's shutdown waits for it for its whole graceful timeout (3 s).
 HELD_REQUEST = (
-    b"POST /api/courses/generate HTTP/1.1\r\nHost: coursegen\r\n"
+    b"POST /api/courses/generate HTTP/1.1\r\nHost: localhost\r\n"
     b"Content-Type: application/json\r\nContent-Length: 40\r\nExpect: 100-continue\r\n\r\n"
 )
 

@@ -41,7 +41,7 @@ async def main():
     app = create_app(Settings(db_path=pathlib.Path(sys.argv[2]), demo_delay=0))
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://wheel") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             page = await http.get("/")
             assert page.status_code == 200 and "<" in page.text, page.status_code
             made = await http.post("/api/courses/generate", json={"topic": "Wheels"})

@@ -164,14 +164,14 @@ async def test_signing_in_sets_a_session_cookie_the_page_can_use(start_app: Star
     signed_out = await http.delete("/api/session")
     assert signed_out.status_code == 204
     assert (await http.get("/api/courses")).status_code == 401
-    http.cookies.set("coursegen_session", "forged", domain="coursegen.test", path="/api")
+    http.cookies.set("coursegen_session", "forged", domain="localhost", path="/api")
     assert (await http.get("/api/courses")).status_code == 401
 
 
 async def test_the_token_guards_the_api_behind_a_proxy_prefix_too(start_app: StartApp) -> None:
     running = await start_app(api_token=TOKEN)
     transport = httpx.ASGITransport(app=running.asgi, root_path="/coursegen")
-    async with httpx.AsyncClient(transport=transport, base_url="http://proxy.test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         assert (await http.get("/coursegen/api/courses")).status_code == 401
         signed_in = await http.post("/coursegen/api/session", json={"token": TOKEN})
         assert signed_in.status_code == 204

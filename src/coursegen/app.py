@@ -21,6 +21,7 @@ from coursegen import api, auth, streams
 from coursegen.auth import TokenGate
 from coursegen.errors import AppError
 from coursegen.events import Broker
+from coursegen.guards import HostGuard, OriginGuard, allowed_hosts
 from coursegen.jobs import JobRunner
 from coursegen.middleware import TOO_LARGE, BodyLimit, SecurityHeaders, error_response
 from coursegen.providers import Provider, make_provider
@@ -107,7 +108,10 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
             Exception: _server_error,
         },
     )
+    # The last added is the outermost: headers on every answer, then who may ask at all.
     app.add_middleware(BodyLimit)
+    app.add_middleware(OriginGuard, origins=settings.allowed_origins)
+    app.add_middleware(HostGuard, hosts=allowed_hosts(settings))
     app.add_middleware(SecurityHeaders)
     return app
 

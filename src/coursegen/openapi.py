@@ -30,9 +30,11 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 _ERRORS = {
     400: "the body, a field or the cursor is invalid",
     401: "the API token is missing or wrong (only when COURSEGEN_API_TOKEN is set)",
+    403: "a write from a web page of another origin (see COURSEGEN_ALLOWED_ORIGINS)",
     404: "no such id",
     409: "not allowed in the current state",
     413: "the body is over 64 KiB",
+    415: "a body not sent as application/json",
     429: "too many courses are being written",
     502: "the model provider failed",
     503: "the server is shutting down",
@@ -270,6 +272,20 @@ _PATHS: dict[str, Any] = {
 }
 
 
+def _guarded(paths: dict[str, Any]) -> dict[str, Any]:
+    """The paths with the cross-site guards' answers (guards.py) on every write."""
+    refs = {str(s): {"$ref": f"#/components/responses/E{s}"} for s in (403, 415)}
+    return {
+        path: {
+            method: {**op, "responses": {**op["responses"], **refs}}
+            if method in ("post", "patch", "put", "delete")
+            else op
+            for method, op in operations.items()
+        }
+        for path, operations in paths.items()
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """The whole OpenAPI document."""
     return {
@@ -279,7 +295,7 @@ def openapi_document() -> dict[str, Any]:
             "version": __version__,
             "description": "A topic in, a whole course written by Claude out, live.",
         },
-        "paths": _PATHS,
+        "paths": _guarded(_PATHS),
         "components": {
             "schemas": _SCHEMAS,
             "responses": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     api_token: str | None = field(default=None, repr=False)
+    # Empty: the defaults (loopback names and the bind host; the service's own origin).
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
     # Not in the environment: a knob for tests, which cannot wait 15 s for a ping.
     ping_interval: float = 15.0
 
@@ -94,6 +98,48 @@ def _path(raw: str, name: str) -> Path:
     return Path(raw)
 
 
+def _hosts(raw: str, name: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    for host in hosts:
+        if host != "*" and not _HOST.fullmatch(host):
+            raise SettingsError(
+                f"{name} takes host names separated by commas, such as "
+                f"'courses.example.org,*.example.org' (no scheme, port or path); got {host!r}"
+            )
+    return hosts
+
+
+def _origins(raw: str, name: str) -> tuple[str, ...]:
+    origins = []
+    for item in (o.strip() for o in raw.split(",")):
+        if not item:
+            continue
+        origin = normalise_origin(item)
+        if origin is None:
+            raise SettingsError(
+                f"{name} takes origins separated by commas, such as "
+                f"'https://courses.example.org' (scheme, host and port only); got {item!r}"
+            )
+        origins.append(origin)
+    return tuple(origins)
+
+
+_HOST = re.compile(r"(\*\.)?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f:.]+\]")
+_ORIGIN = re.compile(r"(https?)://([a-z0-9_.-]+|\[[0-9a-f:.]+\])(?::([0-9]{1,5}))?")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalise_origin(raw: str) -> str | None:
+    """`scheme://host[:port]` in lower case without a default port, or None if it is not one."""
+    found = _ORIGIN.fullmatch(raw.strip().lower().rstrip("/"))
+    if found is None:
+        return None
+    scheme, host, port = found.groups()
+    if port is None or int(port) == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{int(port)}"
+
+
 def _provider(raw: str, name: str) -> str:
     if raw not in ("anthropic", "demo"):
         raise SettingsError(f"{name} must be 'anthropic' or 'demo', got {raw!r}")
@@ -136,6 +182,14 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("api_token", "COURSEGEN_API_TOKEN", None, "(none)",
                 "when set, every /api/ request needs it (bearer header or the page's sign-in)",
                 _text),
+    SettingSpec("allowed_hosts", "COURSEGEN_ALLOWED_HOSTS", "--allowed-hosts",
+                "localhost, 127.0.0.1, [::1] and the bind host",
+                "more Host names to serve, comma-separated (`*.example.org` matches "
+                "subdomains); others get 400, which stops DNS rebinding", _hosts),
+    SettingSpec("allowed_origins", "COURSEGEN_ALLOWED_ORIGINS", "--allowed-origins",
+                "the service's own origin",
+                "more browser origins that may write and read (CORS), comma-separated, "
+                "e.g. `https://lms.example.org`; other sites get 403", _origins),
 )  # fmt: skip
 
 
