@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anthropic
 import pytest
 from anthropic import AsyncAnthropic
+from anthropic.types import MessageParam, RawMessageDeltaEvent, RawMessageStreamEvent
 
 from coursegen.fake_anthropic import FakeAnthropic
 
@@ -19,6 +22,22 @@ TOOL: anthropic.types.ToolParam = {
     "description": "Record the course outline",
     "input_schema": {"type": "object", "properties": {"title": {"type": "string"}}},
 }
+# A lesson long enough for many deltas and several max_tokens cuts, with runs of white space
+# and non-ASCII text.
+LONG = (
+    "## Streaming, for real\n\n"
+    "A model writes its answer a token at a time, and the API sends each piece as soon as "
+    "it exists. Some pieces are a single character; others hold a few short words.\n\n"
+    "### Worked example\n\n"
+    "```python\nfor event in stream:\n    print(event.delta.text, end='')\n```\n\n"
+    "- A naïve client waits for the whole answer — a café owner would call that slow.\n"
+    "- A careful one shows each piece as it arrives.\n\n"
+    "### Exercise\n\n"
+    "Cut an answer at the token limit, then ask for the rest by sending the partial text "
+    "back as the start of the assistant's turn. Join the two and compare.\n\n"
+    "### Summary\n\n"
+    "Stream early, join carefully, and never trust a stop reason you did not check.\n"
+)
 
 
 @pytest.fixture
@@ -242,3 +261,288 @@ async def test_unknown_path_is_an_anthropic_404(
     assert caught.value.type == "not_found_error"
     [call] = fake.calls
     assert (call.kind, call.status, call.path) == ("other", 404, "/v1/models/claude-x")
+
+
+def lesson_messages(title: str, prefill: str | None = None) -> list[MessageParam]:
+    prompt = f"Topic: Testing\nLesson 1 of 1: {title}\nWrite the lesson."
+    messages: list[MessageParam] = [{"role": "user", "content": prompt}]
+    if prefill is not None:
+        messages.append({"role": "assistant", "content": prefill})
+    return messages
+
+
+Timed = list[tuple[float, RawMessageStreamEvent]]
+
+
+async def raw_events(
+    client: AsyncAnthropic, messages: list[MessageParam], max_tokens: int = 1000
+) -> Timed:
+    """Every event of a raw stream (`create(stream=True)`), with when it arrived."""
+    stream = await client.messages.create(
+        model=MODEL, max_tokens=max_tokens, messages=messages, stream=True
+    )
+    async with stream:
+        return [(time.monotonic(), event) async for event in stream]
+
+
+def text_deltas(events: Timed) -> list[str]:
+    return [
+        e.delta.text
+        for _, e in events
+        if e.type == "content_block_delta" and e.delta.type == "text_delta"
+    ]
+
+
+def delta_times(events: Timed) -> list[float]:
+    return [t for t, e in events if e.type == "content_block_delta"]
+
+
+def message_delta(events: Timed) -> RawMessageDeltaEvent:
+    [delta] = [e for _, e in events if e.type == "message_delta"]
+    return delta
+
+
+async def test_stream_sends_many_varied_deltas_that_join_to_the_text(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    fake.lesson_text = lambda title: LONG
+    events = await raw_events(client, lesson_messages("Varied"))
+    types = [e.type for _, e in events]
+    assert types[:2] == ["message_start", "content_block_start"]
+    assert types[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    deltas = text_deltas(events)
+    assert "".join(deltas) == LONG
+    sizes = [len(d) for d in deltas]
+    assert len(deltas) >= len(LONG) / 12
+    assert max(sizes) <= 24 and min(sizes) <= 3 and len(set(sizes)) >= 8
+    # Most pieces end where a word ends, so the next one starts with white space.
+    word_ends = sum(1 for d in deltas[1:] if d[0].isspace())
+    assert word_ends >= len(deltas) / 2
+    # The split is deterministic: the same text streams the same way every time.
+    assert text_deltas(await raw_events(client, lesson_messages("Varied"))) == deltas
+    calls = fake.lesson_calls("Varied")
+    assert [(c.sent_text, c.stop_reason, c.prefill) for c in calls] == [
+        (LONG, "end_turn", None)
+    ] * 2
+    # A short default lesson is streamed in many small pieces too.
+    fake.lesson_text = None
+    async with client.messages.stream(
+        model=MODEL, max_tokens=1000, messages=lesson_messages("Short")
+    ) as stream:
+        pieces = [text async for text in stream.text_stream]
+    assert "".join(pieces).startswith("# Short\n") and len(pieces) >= 20
+
+
+async def test_stream_usage(fake: FakeAnthropic, client: AsyncAnthropic) -> None:
+    fake.lesson_text = lambda title: LONG
+    events = await raw_events(client, lesson_messages("Usage"))
+    start = events[0][1]
+    assert start.type == "message_start"
+    usage = start.message.usage
+    assert usage.input_tokens > 10 and usage.output_tokens == 1
+    assert usage.cache_creation_input_tokens == 0 and usage.cache_read_input_tokens == 0
+    assert message_delta(events).usage.output_tokens == math.ceil(len(LONG) / 4)
+    async with client.messages.stream(
+        model=MODEL, max_tokens=1000, messages=lesson_messages("Usage")
+    ) as stream:
+        final = await stream.get_final_message()
+    assert final.usage.input_tokens == usage.input_tokens
+    assert final.usage.output_tokens == math.ceil(len(LONG) / 4)
+    assert final.usage.cache_read_input_tokens == 0
+
+
+async def test_first_token_delay_comes_between_message_start_and_the_first_delta(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    fake.first_token_delay = 0.5
+    fake.delta_gap = 0.0
+    fake.lesson_delay = 30.0  # ignored: delta_gap is set
+    began = time.monotonic()
+    events = await raw_events(client, lesson_messages("Waiting"))
+    started = next(t for t, e in events if e.type == "message_start")
+    times = delta_times(events)
+    assert times[0] - started >= 0.3  # the wait is after message_start, before any text
+    assert times[-1] - began < 3.0  # lesson_delay (30 s) did not apply
+    assert len(times) >= 20
+
+
+async def test_delta_gap_spaces_the_deltas_and_is_read_per_delta(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    fake.lesson_text = lambda title: "Short and sweet, in a handful of pieces."
+    fake.delta_gap = 0.05
+    began = time.monotonic()
+    events = await raw_events(client, lesson_messages("Gapped"))
+    times = delta_times(events)
+    count = len(times)
+    assert count >= 4
+    assert times[-1] - began >= 0.9 * 0.05 * (count - 1)
+    # Slowed down mid-stream: the deltas after the next one wait the new gap.
+    fake.delta_gap = 0.01
+    stream = await client.messages.create(
+        model=MODEL, max_tokens=1000, messages=lesson_messages("Gapped"), stream=True
+    )
+    began = time.monotonic()
+    async with stream:
+        async for event in stream:
+            if event.type == "content_block_delta":
+                fake.delta_gap = 0.1
+    assert time.monotonic() - began >= 0.9 * 0.1 * (count - 2)
+
+
+async def test_lesson_delay_is_spread_over_the_deltas_after_the_first_token_delay(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    fake.first_token_delay = 0.2
+    fake.lesson_delay = 0.3
+    began = time.monotonic()
+    events = await raw_events(client, lesson_messages("Spread"))
+    times = delta_times(events)
+    assert times[0] - began >= 0.2
+    assert times[-1] - began >= 0.45
+    assert times[-1] - times[0] >= 0.1  # spread out, not all at the end
+
+
+async def test_max_tokens_cuts_and_continuations_join_to_the_text(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    fake.lesson_text = lambda title: LONG
+    text, stops = "", list[str | None]()
+    while not stops or stops[-1] == "max_tokens":
+        # The API refuses a prefill that ends in white space, so it is stripped; the
+        # continuation then starts with that white space.
+        prefill = text.rstrip() if text else None
+        events = await raw_events(client, lesson_messages("Cut", prefill), max_tokens=40)
+        sent = "".join(text_deltas(events))
+        assert len(sent) <= 40 * 4
+        final = message_delta(events)
+        assert final.usage.output_tokens == max(1, math.ceil(len(sent) / 4))
+        stops.append(final.delta.stop_reason)
+        text = (prefill or "") + sent
+    assert text == LONG
+    assert stops == ["max_tokens"] * (len(stops) - 1) + ["end_turn"]
+    assert len(stops) >= math.ceil(len(LONG) / 160)
+    calls = fake.lesson_calls("Cut")
+    assert [c.stop_reason for c in calls] == stops
+    assert calls[0].prefill is None and all(c.prefill for c in calls[1:])
+    assert all(LONG.startswith((c.prefill or "") + c.sent_text) for c in calls)
+
+
+async def test_non_streamed_cut_then_streamed_continuation_with_text_blocks(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    fake.lesson_text = lambda title: LONG
+    first = await client.messages.create(
+        model=MODEL, max_tokens=30, messages=lesson_messages("Blocks")
+    )
+    assert first.content[0].type == "text"
+    head = first.content[0].text
+    assert head == LONG[:120] and first.stop_reason == "max_tokens"
+    assert first.usage.output_tokens == 30
+    prefill = head.rstrip()
+    [user] = lesson_messages("Blocks")
+    messages: list[MessageParam] = [
+        user,
+        {"role": "assistant", "content": [{"type": "text", "text": prefill}]},
+    ]
+    async with client.messages.stream(model=MODEL, max_tokens=1000, messages=messages) as stream:
+        final = await stream.get_final_message()
+    assert final.content[0].type == "text"
+    assert prefill + final.content[0].text == LONG and final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == math.ceil((len(LONG) - len(prefill)) / 4)
+    assert [c.prefill for c in fake.lesson_calls("Blocks")] == [None, prefill]
+
+
+async def test_a_bad_prefill_is_an_invalid_request(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    fake.lesson_text = lambda title: f"# {title}\n\nThe body of the lesson."
+    fault = fake.add_fault(kind="lesson", status=529)
+    bad = {
+        "trailing white space": "# A\n\nThe ",
+        "not a prefix": "# A\n\nThe end",
+        "another lesson's text": "# B\n\nThe",
+    }
+    for reason, prefill in bad.items():
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            await raw_events(client, lesson_messages("A", prefill))
+        assert caught.value.type == "invalid_request_error", reason
+    messages = [str(c.body["messages"][-1]["content"]) for c in fake.calls]
+    assert messages == list(bad.values())
+    assert [c.status for c in fake.calls] == [400, 400, 400]
+    assert fault.hits == 0  # a refused request does not use up a fault
+
+
+async def test_refusal_and_max_tokens_faults(fake: FakeAnthropic, client: AsyncAnthropic) -> None:
+    fake.lesson_text = lambda title: LONG
+    refusal = fake.add_fault(stop_reason="refusal", cut=0.25, match="Risky")
+    await outline(client, "Topic: Git")
+    assert refusal.hits == 0  # an outline call does not use up a lesson's stop_reason fault
+    async with client.messages.stream(
+        model=MODEL, max_tokens=1000, messages=lesson_messages("Risky")
+    ) as stream:
+        final = await stream.get_final_message()
+    assert final.content[0].type == "text"
+    assert final.content[0].text == LONG[: int(len(LONG) * 0.25)]
+    assert final.stop_reason == "refusal"
+    assert final.stop_details is not None and final.stop_details.type == "refusal"
+    # times=1: the next call is answered whole.
+    events = await raw_events(client, lesson_messages("Risky"))
+    assert "".join(text_deltas(events)) == LONG
+    assert message_delta(events).delta.stop_reason == "end_turn"
+    # A forced max_tokens stop, non-streamed, on a continuation: a fraction of the rest.
+    fake.add_fault(kind="lesson", stop_reason="max_tokens", cut=0.5)
+    message = await client.messages.create(
+        model=MODEL, max_tokens=1000, messages=lesson_messages("Risky", LONG[:100])
+    )
+    rest = LONG[100:]
+    assert message.content[0].type == "text"
+    assert message.content[0].text == rest[: len(rest) // 2]
+    assert message.stop_reason == "max_tokens"
+    calls = fake.lesson_calls("Risky")
+    assert [c.stop_reason for c in calls] == ["refusal", "end_turn", "max_tokens"]
+    with pytest.raises(ValueError, match="stop_reason"):
+        fake.add_fault(stop_reason="end_turn")
+    with pytest.raises(ValueError, match="cut"):
+        fake.add_fault(stop_reason="refusal", cut=1.5)
+
+
+async def test_client_gone_mid_stream_marks_the_call_aborted(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    fake.lesson_text = lambda title: LONG
+    fake.delta_gap = 0.01
+    received: list[str] = []
+    stream = await client.messages.create(
+        model=MODEL, max_tokens=1000, messages=lesson_messages("Gone"), stream=True
+    )
+    async with stream:
+        async for event in stream:
+            if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                received.append(event.delta.text)
+                if len(received) == 3:
+                    fake.delta_gap = 30.0  # the next delta would take half a minute
+                    break
+    # The fake stops sleeping when the client hangs up, well within wait_until's 2 s.
+    await wait_until(lambda: fake.in_flight == 0)
+    [call] = fake.lesson_calls("Gone")
+    assert call.aborted and call.status == 200 and call.stop_reason is None
+    assert call.sent_text.startswith("".join(received)) and len(call.sent_text) < len(LONG)
+    assert LONG.startswith(call.sent_text)
+
+
+async def test_client_gone_before_the_first_token(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    fake.first_token_delay = 30.0
+    stream = await client.messages.create(
+        model=MODEL, max_tokens=1000, messages=lesson_messages("Never"), stream=True
+    )
+    async with stream:
+        async for event in stream:
+            assert event.type in ("message_start", "content_block_start")
+            if event.type == "content_block_start":
+                break
+    await wait_until(lambda: fake.in_flight == 0)
+    [call] = fake.lesson_calls("Never")
+    assert call.aborted and call.sent_text == "" and call.stop_reason is None

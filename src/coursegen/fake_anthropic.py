@@ -8,9 +8,11 @@ import contextlib
 import itertools
 import json
 import math
+import random
 import re
 import socket
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -30,6 +32,12 @@ DEFAULT_API_KEY: Final = "sk-ant-fake-key"
 CLIENT_GONE: Final = 499
 # A Fault's `outline` may legitimately be None (a malformed outline), so "unset" needs a sentinel.
 UNSET: Final = object()
+# The fake's token: output is counted (and `max_tokens` applied) at ~4 characters a token.
+CHARS_PER_TOKEN: Final = 4
+# The longest text delta a stream sends, in characters.
+MAX_DELTA: Final = 24
+# The stop reasons a Fault can force on a lesson call.
+FAULT_STOP_REASONS: Final = ("max_tokens", "refusal")
 
 _ERROR_TYPES: Final = {
     400: "invalid_request_error",
@@ -45,6 +53,11 @@ _CALL_KEY: Final = "coursegen.fake_anthropic.call"
 _TOPIC = re.compile(r"^\s*Topic:\s*(.+?)\s*$", re.MULTILINE)
 _COUNT = re.compile(r"^\s*Lessons:\D*(\d+)", re.MULTILINE)
 _LESSON = re.compile(r"^\s*Lesson \d+ of \d+:\s*(.+?)\s*$", re.MULTILINE)
+_REFUSAL_DETAILS: Final = {
+    "type": "refusal",
+    "category": None,
+    "explanation": "fake refusal (a scripted Fault)",
+}
 _ANGLES: Final = (
     "{} fundamentals",
     "Core ideas of {}",
@@ -70,11 +83,19 @@ class Fault:
     stream_error: str | None = None
     outline: object = UNSET
     no_tool_call: bool = False
+    # Lesson calls only: end early with this stop reason ("max_tokens" or "refusal"), after
+    # sending `cut` (a fraction) of the text the call would otherwise have sent.
+    stop_reason: str | None = None
+    cut: float = 0.5
     hits: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in ("outline", "lesson", "any"):
             raise ValueError(f"unknown fault kind {self.kind!r}")
+        if self.stop_reason is not None and self.stop_reason not in FAULT_STOP_REASONS:
+            raise ValueError(f"a fault's stop_reason must be one of {FAULT_STOP_REASONS}")
+        if not 0.0 <= self.cut <= 1.0:
+            raise ValueError(f"a fault's cut is a fraction from 0 to 1, not {self.cut!r}")
 
     @property
     def spent(self) -> bool:
@@ -85,6 +106,8 @@ class Fault:
         """Whether this fault applies to the request recorded in `call`."""
         if self.spent or call.kind == "other" or self.kind not in ("any", call.kind):
             return False
+        if self.stop_reason is not None and call.kind != "lesson":
+            return False  # an outline call must not use up a fault meant for a lesson
         return self.match is None or (call.kind == "lesson" and self.match in call.title)
 
 
@@ -101,6 +124,9 @@ class Call:
     ended: float | None = None
     path: str = ""
     aborted: bool = False  # the client went away before the answer was complete
+    prefill: str | None = None  # lesson calls: the final assistant turn's text, if any
+    sent_text: str = ""  # lesson calls: the text answered (so far, while streaming)
+    stop_reason: str | None = None  # lesson calls: set once the answer has been sent whole
 
 
 class _QuietServer(uvicorn.Server):
@@ -121,13 +147,20 @@ class FakeAnthropic:
         api_key: str | None = DEFAULT_API_KEY,
         lesson_delay: float = 0.0,
         outline_delay: float = 0.0,
+        first_token_delay: float = 0.0,
+        delta_gap: float | None = None,
         default_lessons: int = 5,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.api_key = api_key
+        # A lesson stream waits `first_token_delay` before its first text delta, then
+        # `delta_gap` before each next one; with `delta_gap` None, `lesson_delay` is spread
+        # evenly over all the deltas instead. All three are read as the stream goes.
         self.lesson_delay = lesson_delay
         self.outline_delay = outline_delay
+        self.first_token_delay = first_token_delay
+        self.delta_gap = delta_gap
         self.default_lessons = default_lessons
         self.outline: dict[str, Any] | None = None
         self.lesson_text: Callable[[str], str] | None = None
@@ -264,6 +297,14 @@ class FakeAnthropic:
         call.kind = kind  # set after counting so the decrement in __call__ always pairs up
         if self.api_key is not None and not _authorised(call.headers, self.api_key):
             return self._error(401)
+        full = ""
+        if call.kind == "lesson":
+            # Checked before the faults, so that a bad request does not use one up.
+            call.prefill = _prefill(body)
+            full = self._lesson(call.title)
+            problem = _request_problem(body, full, call.prefill)
+            if problem is not None:
+                return self._error(400, message=problem)
         fault = next((f for f in self.faults if f.matches(call)), None)
         if fault is not None:
             fault.hits += 1
@@ -278,16 +319,26 @@ class FakeAnthropic:
             if not await _pause(request, self.outline_delay):
                 return _gone(call)
             return JSONResponse(self._outline_message(body, call.title, model, fault), 200, headers)
-        text = self.lesson_text(call.title) if self.lesson_text else _lesson_markdown(call.title)
-        usage = {"input_tokens": _estimate_tokens(body), "output_tokens": _estimate_tokens(text)}
+        # A continuation goes on from where its prefill ends, and answers only the rest.
+        text, stop_reason = _cut(full[len(call.prefill or "") :], body.get("max_tokens"), fault)
+        input_tokens = _estimate_tokens(body)
         if body.get("stream"):
-            events = self._stream(model, text, usage, fault.stream_error if fault else None)
+            stream_error = fault.stream_error if fault else None
+            events = self._stream(request, model, text, stop_reason, input_tokens, stream_error)
             headers["cache-control"] = "no-cache"
             return StreamingResponse(events, 200, headers, media_type="text/event-stream")
-        if not await _pause(request, self.lesson_delay):
+        # Answered whole after as long as the same answer would take to stream.
+        if not await _pause(request, self._stream_seconds(len(_deltas(text)))):
             return _gone(call)
+        call.sent_text, call.stop_reason = text, stop_reason
+        usage = {"input_tokens": input_tokens, "output_tokens": _output_tokens(text)}
         content = [{"type": "text", "text": text}]
-        return JSONResponse(self._message(model, content, "end_turn", usage), 200, headers)
+        message = self._message(model, content, stop_reason, usage)
+        return JSONResponse(message, 200, headers)
+
+    def _lesson(self, title: str) -> str:
+        """The whole text of a lesson; a continuation goes on with the same text."""
+        return self.lesson_text(title) if self.lesson_text else _lesson_markdown(title)
 
     async def _not_found(self, request: Request) -> Response:
         return self._error(404)
@@ -315,9 +366,16 @@ class FakeAnthropic:
         return self._message(model, [block], "tool_use", usage)
 
     async def _stream(
-        self, model: str, text: str, usage: dict[str, int], stream_error: str | None
+        self,
+        request: Request,
+        model: str,
+        text: str,
+        stop_reason: str,
+        input_tokens: int,
+        stream_error: str | None,
     ) -> AsyncIterator[bytes]:
-        start = self._message(model, [], None, {**usage, "output_tokens": 1})
+        call: Call = request.scope[_CALL_KEY]
+        start = self._message(model, [], None, {"input_tokens": input_tokens, "output_tokens": 1})
         yield _sse("message_start", {"type": "message_start", "message": start})
         yield _sse("ping", {"type": "ping"})
         block = {"type": "text", "text": ""}
@@ -325,29 +383,51 @@ class FakeAnthropic:
             "content_block_start",
             {"type": "content_block_start", "index": 0, "content_block": block},
         )
-        chunks = _chunks(text)
-        for chunk in chunks:
-            # Read the knob per chunk: a test may slow down or speed up a running stream.
-            await asyncio.sleep(self.lesson_delay / len(chunks))
-            delta = {"type": "text_delta", "text": chunk}
+        deltas = _deltas(text)
+        for index, piece in enumerate(deltas):
+            # Read the knobs per delta: a test may slow down or speed up a running stream.
+            wait = self._delta_wait(index, len(deltas))
+            if wait <= 0:
+                await asyncio.sleep(0)  # no delay, but other tasks still run between deltas
+            elif not await _pause(request, wait):
+                call.aborted = True  # the client hung up: stop at once, not after the sleep
+                return
+            delta = {"type": "text_delta", "text": piece}
             yield _sse(
                 "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
             )
+            call.sent_text += piece
             if stream_error is not None:
-                error = {"type": stream_error, "message": "fake stream error"}
-                yield _sse("error", {"type": "error", "error": error})
-                return
+                break
+        if stream_error is not None:
+            error = {"type": stream_error, "message": "fake stream error"}
+            yield _sse("error", {"type": "error", "error": error})
+            return
         yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
-        stop = {"stop_reason": "end_turn", "stop_sequence": None}
-        final_usage = {"output_tokens": usage["output_tokens"]}
+        stop: dict[str, Any] = {"stop_reason": stop_reason, "stop_sequence": None}
+        if stop_reason == "refusal":
+            stop["stop_details"] = _REFUSAL_DETAILS
+        final_usage = {"output_tokens": _output_tokens(text)}
         yield _sse("message_delta", {"type": "message_delta", "delta": stop, "usage": final_usage})
+        call.stop_reason = stop_reason
         yield _sse("message_stop", {"type": "message_stop"})
+
+    def _delta_wait(self, index: int, count: int) -> float:
+        """Seconds to wait before text delta number `index` (from 0) of `count`."""
+        if self.delta_gap is None:
+            gap = self.lesson_delay / count
+            return gap + self.first_token_delay if index == 0 else gap
+        return self.first_token_delay if index == 0 else self.delta_gap
+
+    def _stream_seconds(self, count: int) -> float:
+        """How long a stream of `count` text deltas takes, with the knobs as they are now."""
+        return sum(self._delta_wait(i, count) for i in range(count)) if count else 0.0
 
     def _message(
         self, model: str, content: list[Any], stop_reason: str | None, usage: dict[str, int]
     ) -> dict[str, Any]:
         full_usage = {"cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, **usage}
-        return {
+        message: dict[str, Any] = {
             "id": self._new_id("msg_fake"),
             "type": "message",
             "role": "assistant",
@@ -357,10 +437,16 @@ class FakeAnthropic:
             "stop_sequence": None,
             "usage": full_usage,
         }
+        if stop_reason == "refusal":
+            message["stop_details"] = _REFUSAL_DETAILS
+        return message
 
-    def _error(self, status: int, headers: dict[str, str] | None = None) -> Response:
+    def _error(
+        self, status: int, headers: dict[str, str] | None = None, message: str | None = None
+    ) -> Response:
         request_id = self._new_id("req_fake")
-        error = {"type": _ERROR_TYPES.get(status, "api_error"), "message": f"fake {status}"}
+        text = message or f"fake {status}"
+        error = {"type": _ERROR_TYPES.get(status, "api_error"), "message": text}
         body = {"type": "error", "error": error, "request_id": request_id}
         return JSONResponse(body, status, {"request-id": request_id, **(headers or {})})
 
@@ -369,12 +455,61 @@ class FakeAnthropic:
 
 
 def _prompt(body: dict[str, Any]) -> str:
-    """The text of the first message, whether it is a string or a list of blocks."""
-    messages = body.get("messages") or [{}]
-    content = messages[0].get("content", "") if isinstance(messages[0], dict) else ""
+    """The text of the first user message, whether it is a string or a list of blocks."""
+    messages = [m for m in _messages_of(body) if m.get("role", "user") == "user"]
+    return _text_of(messages[0].get("content", "")) if messages else ""
+
+
+def _prefill(body: dict[str, Any]) -> str | None:
+    """The text of a final assistant turn (the answer so far, to continue), if there is one."""
+    messages = _messages_of(body)
+    if len(messages) < 2 or messages[-1].get("role") != "assistant":
+        return None
+    return _text_of(messages[-1].get("content", ""), sep="")
+
+
+def _messages_of(body: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+
+
+def _text_of(content: object, sep: str = "\n") -> str:
+    """A message's text, whether its content is a string or a list of blocks."""
     if isinstance(content, list):
-        return "\n".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+        return sep.join(str(b.get("text", "")) for b in content if isinstance(b, dict))
     return str(content)
+
+
+def _request_problem(body: dict[str, Any], full: str, prefill: str | None) -> str | None:
+    """What the real API would refuse (400) in a lesson request, or None if it is fine."""
+    max_tokens = body.get("max_tokens")
+    if max_tokens is not None and (
+        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+    ):
+        return f"max_tokens: must be a positive integer, not {max_tokens!r}"
+    if prefill is None:
+        return None
+    if prefill != prefill.rstrip():
+        return "final assistant content cannot end with trailing whitespace"
+    if not full.startswith(prefill):
+        pairs = enumerate(zip(full, prefill, strict=False))
+        at = next((i for i, (a, b) in pairs if a != b), len(full))
+        return (
+            "fake: the assistant prefill is not a prefix of this lesson's text "
+            f"(they differ from character {at}: {prefill[at : at + 20]!r} "
+            f"instead of {full[at : at + 20]!r})"
+        )
+    return None
+
+
+def _cut(text: str, max_tokens: object, fault: Fault | None) -> tuple[str, str]:
+    """The part of `text` one call sends, and its stop reason."""
+    stop_reason = "end_turn"
+    if fault is not None and fault.stop_reason is not None:
+        text, stop_reason = text[: int(len(text) * fault.cut)], fault.stop_reason
+    if isinstance(max_tokens, int) and len(text) > max_tokens * CHARS_PER_TOKEN:
+        text, stop_reason = text[: max_tokens * CHARS_PER_TOKEN], "max_tokens"
+    return text, stop_reason
 
 
 def _classify(body: dict[str, Any]) -> tuple[CallKind, str]:
@@ -442,13 +577,37 @@ def _lesson_markdown(title: str) -> str:
     )
 
 
-def _chunks(text: str, parts: int = 8) -> list[str]:
-    size = max(1, math.ceil(len(text) / parts))
-    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+def _deltas(text: str) -> list[str]:
+    """Split `text` as the API streams it: pieces of a few characters to a few words.
+
+    Deterministic (seeded by the text); 1 to MAX_DELTA characters each, most of them ending
+    at the end of a word, like tokens that carry their leading space (" word").
+    """
+    rng = random.Random(zlib.crc32(text.encode()))
+    pieces: list[str] = []
+    start = 0
+    while start < len(text):
+        want = start + min(MAX_DELTA, 1 + int(rng.expovariate(1 / 6)))
+        end = min(want, len(text))
+        if rng.random() < 0.8:
+            limit = min(start + MAX_DELTA, len(text))
+            ends = [j for j in range(start + 1, limit + 1) if _word_ends_at(text, j)]
+            end = min(ends, key=lambda j: abs(j - want), default=end)
+        pieces.append(text[start:end])
+        start = end
+    return pieces
+
+
+def _word_ends_at(text: str, index: int) -> bool:
+    return index == len(text) or (text[index].isspace() and not text[index - 1].isspace())
 
 
 def _estimate_tokens(value: object) -> int:
-    return max(1, len(json.dumps(value)) // 4)
+    return max(1, len(json.dumps(value)) // CHARS_PER_TOKEN)
+
+
+def _output_tokens(text: str) -> int:
+    return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -463,6 +622,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--lesson-delay", type=float, default=0.0, help="seconds per lesson")
     parser.add_argument("--outline-delay", type=float, default=0.0, help="seconds per outline")
+    parser.add_argument(
+        "--first-token-delay",
+        type=float,
+        default=0.0,
+        help="seconds from a lesson stream's start to its first text delta",
+    )
+    parser.add_argument(
+        "--delta-gap",
+        type=float,
+        default=None,
+        help="seconds between a lesson stream's text deltas (default: spread --lesson-delay)",
+    )
     parser.add_argument("--default-lessons", type=int, default=5)
     parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="empty: accept any key")
     args = parser.parse_args(argv)
@@ -470,6 +641,8 @@ def main(argv: list[str] | None = None) -> None:
         api_key=args.api_key or None,
         lesson_delay=args.lesson_delay,
         outline_delay=args.outline_delay,
+        first_token_delay=args.first_token_delay,
+        delta_gap=args.delta_gap,
         default_lessons=args.default_lessons,
         host=args.host,
         port=args.port,
