@@ -25,7 +25,10 @@ CREATE TABLE IF NOT EXISTS lessons (
     updated_at     TEXT NOT NULL,
     -- Bumped each time a call to write the lesson starts; a result is stored only
     -- if the attempt that produced it is still the current one.
-    attempt        INTEGER NOT NULL DEFAULT 0
+    attempt        INTEGER NOT NULL DEFAULT 0,
+    -- Set when a reader opens the pending lesson: the highest is written next, ahead
+    -- of every other job's lessons (lessons_by_priority is made by store/schema.py).
+    priority       INTEGER
 );
 CREATE INDEX IF NOT EXISTS lessons_by_course ON lessons(course_id, position);
 

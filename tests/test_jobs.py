@@ -87,7 +87,7 @@ async def test_lesson_prompt_carries_the_course_and_its_whole_outline(
         assert lesson["title"] in prompt and lesson["description"] in prompt
     assert "Lesson 2 of 3:" in prompt
     assert call.body["model"] == "claude-test"
-    assert "stream" not in call.body  # a whole answer: see AnthropicProvider.write_lesson
+    assert call.body["stream"] is True  # streamed to its readers as it is written
     assert "tools" not in call.body
 
 

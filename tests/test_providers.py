@@ -10,9 +10,9 @@ import pytest
 
 from coursegen.errors import ProviderError
 from coursegen.fake_anthropic import FakeAnthropic
-from coursegen.providers import make_provider
+from coursegen.providers import Provider, make_provider
 from coursegen.providers.anthropic_api import OUTLINE_TOOL, AnthropicProvider
-from coursegen.providers.base import LessonPlan, Outline, parse_outline
+from coursegen.providers.base import LessonPlan, LessonTooLong, Outline, parse_outline
 from coursegen.providers.demo import DemoProvider
 from coursegen.settings import Settings, SettingsError
 from tests.conftest import API_KEY
@@ -20,6 +20,13 @@ from tests.conftest import API_KEY
 OUTLINE = Outline(
     "Sourdough", "Bread.", (LessonPlan("Starter", "Feed it."), LessonPlan("Bake", "Heat it."))
 )
+
+
+async def write(provider: Provider, topic: str, outline: Outline, index: int) -> str:
+    """A lesson's whole text, as its pieces arrive."""
+    pieces: list[str] = []
+    await provider.write_lesson(topic, outline, index, pieces.append)
+    return "".join(pieces)
 
 
 @pytest.fixture
@@ -54,7 +61,7 @@ async def test_the_sdk_reads_key_and_base_url_from_the_environment(
     try:
         assert provider.name == "anthropic"
         outline = await provider.generate_outline("Knitting", 2)
-        text = await provider.write_lesson("Knitting", outline, 1)
+        text = await write(provider, "Knitting", outline, 1)
     finally:
         await provider.aclose()
     assert "Lesson 2" in text
@@ -94,19 +101,19 @@ async def test_lesson_failures_read_as_actions(
 ) -> None:
     fake.add_fault(kind="lesson", **fault)
     with pytest.raises(ProviderError) as caught:
-        await claude.write_lesson("Sourdough", OUTLINE, 0)
+        await write(claude, "Sourdough", OUTLINE, 0)
     assert expected in caught.value.message
     assert API_KEY not in caught.value.message
 
 
 async def test_retries_follow_max_retries(claude: AnthropicProvider, fake: FakeAnthropic) -> None:
     fake.add_fault(kind="lesson", status=529, times=1, headers={"retry-after-ms": "1"})
-    assert "Starter" in await claude.write_lesson("Sourdough", OUTLINE, 0)
+    assert "Starter" in await write(claude, "Sourdough", OUTLINE, 0)
     assert len(fake.lesson_calls()) == 2
     fake.reset()
     fake.add_fault(kind="lesson", status=401, times=None)
     with pytest.raises(ProviderError):
-        await claude.write_lesson("Sourdough", OUTLINE, 0)
+        await write(claude, "Sourdough", OUTLINE, 0)
     assert len(fake.lesson_calls()) == 1  # a rejected key is not retried
 
 
@@ -152,7 +159,7 @@ async def test_a_key_echoed_by_the_provider_is_redacted(
 
     fake._error = echoing  # type: ignore[method-assign]
     with pytest.raises(ProviderError) as caught:
-        await claude.write_lesson("Sourdough", OUTLINE, 0)
+        await write(claude, "Sourdough", OUTLINE, 0)
     assert "bad key [redacted]" in caught.value.message
     assert API_KEY not in caught.value.message
 
@@ -256,8 +263,8 @@ async def test_demo_provider_is_deterministic_and_writes_whole_lessons() -> None
     assert len(outline.lessons) == 6
     assert len({plan.title for plan in outline.lessons}) == 6
     assert len((await demo.generate_outline("Chess", 20)).lessons) == 20
-    lesson = await demo.write_lesson("Sourdough baking", outline, 2)
-    assert lesson == await demo.write_lesson("Sourdough baking", outline, 2)
+    lesson = await write(demo, "Sourdough baking", outline, 2)
+    assert lesson == await write(demo, "Sourdough baking", outline, 2)
     assert lesson.startswith(f"## {outline.lessons[2].title}")
     for section in ("### The key ideas", "### A worked example", "### Exercise", "### Summary"):
         assert section in lesson
@@ -270,3 +277,76 @@ def test_demo_is_chosen_without_a_key() -> None:
     assert settings.provider == "demo"
     assert make_provider(settings).name == "demo"
     assert Settings.from_env({"ANTHROPIC_API_KEY": "k"}).provider == "anthropic"
+
+
+# -- streaming, continuations and refusals -----------------------------------------------
+
+
+async def test_a_lesson_streams_in_many_pieces_that_join_to_the_model_text(
+    claude: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    pieces: list[str] = []
+    result = await claude.write_lesson("Sourdough", OUTLINE, 0, pieces.append)
+    call = fake.lesson_calls()[0]
+    assert call.body["stream"] is True
+    assert len(pieces) > 10
+    assert "".join(pieces) == call.sent_text.rstrip()
+    assert (result.stop_reason, result.calls) == ("end_turn", 1)
+
+
+async def test_a_cut_off_lesson_is_continued_and_reads_as_one_text(
+    claude: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    long = "## Starter\n\n" + " ".join(f"Word{i}." for i in range(400)) + "\n\nThe end.\n"
+    fake.lesson_text = lambda title: long
+    fake.add_fault(kind="lesson", stop_reason="max_tokens", cut=0.4, times=2)
+    pieces: list[str] = []
+    result = await claude.write_lesson("Sourdough", OUTLINE, 0, pieces.append)
+    assert result.calls == 3
+    assert "".join(pieces) == long.rstrip()
+    calls = fake.lesson_calls()
+    assert [c.stop_reason for c in calls] == ["max_tokens", "max_tokens", "end_turn"]
+    # Each continuation sends the text so far, without trailing white space, as the
+    # start of the assistant's turn; the model's text is never written twice.
+    assert calls[0].prefill is None
+    assert calls[1].prefill == calls[0].sent_text.rstrip()
+    assert calls[2].prefill == (calls[0].sent_text + calls[1].sent_text).rstrip()
+
+
+async def test_a_lesson_still_cut_off_after_every_continuation_fails_keeping_its_text(
+    claude: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    fake.add_fault(kind="lesson", stop_reason="max_tokens", cut=0.3, times=None)
+    pieces: list[str] = []
+    with pytest.raises(LessonTooLong, match="longer than the model may write at once"):
+        await claude.write_lesson("Sourdough", OUTLINE, 0, pieces.append)
+    assert len(fake.lesson_calls()) == 3  # the call and COURSEGEN_MAX_CONTINUATIONS (2)
+    assert (
+        "".join(pieces)
+        and "".join(pieces) == "".join(c.sent_text for c in fake.lesson_calls()).rstrip()
+    )
+
+
+async def test_a_refused_lesson_fails_saying_the_model_declined(
+    claude: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    fake.add_fault(kind="lesson", stop_reason="refusal", cut=0.2)
+    with pytest.raises(ProviderError, match="the model declined to write this lesson"):
+        await write(claude, "Sourdough", OUTLINE, 0)
+
+
+async def test_an_error_inside_a_started_stream_reads_as_an_action(
+    claude: AnthropicProvider, fake: FakeAnthropic
+) -> None:
+    fake.add_fault(kind="lesson", stream_error="overloaded_error")
+    with pytest.raises(ProviderError, match="overloaded while writing the lesson; retry it"):
+        await write(claude, "Sourdough", OUTLINE, 0)
+
+
+async def test_the_demo_provider_streams_a_few_words_at_a_time() -> None:
+    demo = DemoProvider(delay=0.2)
+    outline = await demo.generate_outline("Chess", 2)
+    pieces: list[str] = []
+    await demo.write_lesson("Chess", outline, 0, pieces.append)
+    assert len(pieces) > 50
+    assert all(1 <= len(piece.split()) <= 3 for piece in pieces)

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from coursegen.errors import NotFound
 from coursegen.openapi import openapi_document
 from coursegen.render import render_markdown
-from coursegen.services import services_of
+from coursegen.services import Services, services_of
 from coursegen.validation import (
     parse_generate,
     parse_id,
@@ -65,12 +65,35 @@ async def delete_course(request: Request) -> Response:
 
 
 async def get_lesson(request: Request) -> JSONResponse:
-    lesson = await services_of(request).store.get_lesson(parse_id(request.path_params["id"]))
+    lesson = await read_lesson(services_of(request), parse_id(request.path_params["id"]))
     if lesson is None:
         raise NotFound("no such lesson")
+    del lesson["attempt"]
+    return JSONResponse(lesson)
+
+
+async def read_lesson(services: Services, lesson_id: int) -> dict[str, Any] | None:
+    """A lesson as the API shows it, with its `attempt`; while this process writes it,
+    its text is the draft's, fresher than the database's (saved once a second)."""
+    lesson = await services.store.get_lesson(lesson_id)
+    if lesson is None:
+        return None
+    draft = services.drafts.get(lesson_id)
+    if lesson["content_status"] == "generating" and draft and draft.attempt == lesson["attempt"]:
+        lesson["content"] = draft.text
     content = lesson["content"]
     lesson["content_html"] = render_markdown(content) if content is not None else None
-    return JSONResponse(lesson)
+    return lesson
+
+
+async def prioritize_lesson(request: Request) -> JSONResponse:
+    """Write this pending lesson next: a person is waiting to read it."""
+    lesson_id = parse_id(request.path_params["id"])
+    status = await services_of(request).runner.prioritize(lesson_id)
+    return JSONResponse(
+        {"lesson_id": lesson_id, "content_status": status},
+        status_code=202 if status == "pending" else 200,
+    )
 
 
 async def retry_lesson(request: Request) -> JSONResponse:

@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 
 from coursegen import api, auth, streams
 from coursegen.auth import TokenGate
+from coursegen.drafts import Drafts
 from coursegen.errors import AppError
 from coursegen.events import Broker
 from coursegen.guards import HostGuard, OriginGuard, allowed_hosts
@@ -52,8 +53,9 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
         store = await Store.open(settings.db_path, broker)
         own_provider = provider is None
         chosen = provider if provider is not None else make_provider(settings)
-        runner = JobRunner(store, chosen, settings)
-        services = Services(settings, store, broker, chosen, runner, anyio.Event())
+        drafts = Drafts()
+        runner = JobRunner(store, chosen, settings, drafts)
+        services = Services(settings, store, broker, chosen, runner, drafts, anyio.Event())
         app.state.services = services  # for tests and tools that hold the app
         closer = asyncio.create_task(_close_streams_on_exit(services))
         try:
@@ -83,6 +85,8 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
         Route("/courses/{id:int}", api.course, methods=["GET", "DELETE"]),
         Route("/lessons/{id:int}", api.get_lesson, methods=["GET"]),
         Route("/lessons/{id:int}/retry", api.retry_lesson, methods=["POST"]),
+        Route("/lessons/{id:int}/prioritize", api.prioritize_lesson, methods=["POST"]),
+        Route("/lessons/{id:int}/events", streams.lesson_events, methods=["GET"]),
         Route("/jobs/{job_id}/progress", api.job_progress, methods=["GET"]),
         Route("/jobs/{job_id}/retry", api.retry_job, methods=["POST"]),
         Route("/jobs/{job_id}/cancel", api.cancel_job, methods=["POST"]),
@@ -129,6 +133,7 @@ class _PageFiles(StaticFiles):
 async def _close_streams_on_exit(services: Services) -> None:
     await services.streams_closing.wait()
     services.broker.close()
+    services.drafts.close()
 
 
 async def _app_error(request: Request, exc: Exception) -> Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -17,12 +18,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from coursegen.drafts import Drafts
 from coursegen.errors import Conflict, ProviderError, ShuttingDown, TooManyJobs
-from coursegen.providers.base import Provider
+from coursegen.providers.base import LessonTooLong, Provider
 from coursegen.settings import Settings
 from coursegen.store import ClaimedLesson, CourseOutline, Store
 
 logger = logging.getLogger(__name__)
+
+# How often the text so far of the lessons being written is stored, in one commit.
+SAVE_INTERVAL = 1.0
 
 
 @dataclass
@@ -35,9 +40,13 @@ class _Driver:
 class JobRunner:
     """Starts, resumes, retries and cancels jobs; admits new ones up to the limit."""
 
-    def __init__(self, store: Store, provider: Provider, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, provider: Provider, settings: Settings, drafts: Drafts
+    ) -> None:
         self._store = store
         self._provider = provider
+        self.drafts = drafts
+        self._saver: asyncio.Task[None] | None = None
         self._timeout = settings.lesson_timeout
         self._max_active_jobs = settings.max_active_jobs
         self._slots = asyncio.Semaphore(settings.concurrency)
@@ -52,6 +61,7 @@ class JobRunner:
         running = await self._store.requeue_in_flight()
         if running:
             logger.info("resuming %d running job(s)", len(running))
+        self._saver = asyncio.create_task(self._save_drafts(), name="draft saver")
         for job_id in running:
             self.kick(job_id)
 
@@ -63,6 +73,10 @@ class JobRunner:
         """Stop all work; lessons in flight go back to `pending`, to resume on next start."""
         self.drain()
         await self._stop(list(self._drivers) + list(self._calls))
+        if self._saver is not None:
+            self._saver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._saver
         await self._store.requeue_in_flight()
 
     # -- what the API asks for ------------------------------------------------------------
@@ -89,6 +103,16 @@ class JobRunner:
         job_id = await self._store.retry_lesson(lesson_id)
         self.kick(job_id)
         return job_id
+
+    async def prioritize(self, lesson_id: int) -> str:
+        """Make a pending lesson the next one written; its status (pending if it was)."""
+        status = await self._store.prioritize(lesson_id)
+        if status == "pending":
+            # Its job's driver may have stopped (a cancelled job resumes only by retry).
+            job_id = await self._store.lesson_job(lesson_id)
+            if job_id is not None:
+                self.kick(job_id)
+        return status
 
     async def retry_job(self, job_id: str) -> int:
         retried = await self._store.retry_job(job_id)
@@ -168,12 +192,13 @@ class JobRunner:
                         break
                     driver.again = False
                     continue
+                owner = lesson.job_id
                 call = asyncio.create_task(
-                    self._write(job_id, course, lesson), name=f"lesson {lesson.id}"
+                    self._write(owner, course if owner == job_id else None, lesson),
+                    name=f"lesson {lesson.id}",
                 )
-                calls = self._calls.setdefault(job_id, set())
-                calls.add(call)
-                call.add_done_callback(lambda done: self._call_done(job_id, done))
+                self._calls.setdefault(owner, set()).add(call)
+                call.add_done_callback(functools.partial(self._call_done, owner))
         except Exception:
             logger.exception("the driver of job %s failed", job_id)
             await self._store.fail_job(job_id, "an internal error stopped this job; retry it")
@@ -182,27 +207,54 @@ class JobRunner:
             if self._drivers.get(job_id) is driver:
                 del self._drivers[job_id]
 
-    async def _write(self, job_id: str, course: CourseOutline, lesson: ClaimedLesson) -> None:
+    async def _write(
+        self, job_id: str, course: CourseOutline | None, lesson: ClaimedLesson
+    ) -> None:
+        """Write one lesson; `course` is None for another job's lesson taken out of turn."""
         content: str | None = None
         error: str | None = None
+        draft = self.drafts.start(lesson.id, job_id, lesson.course_id, lesson.attempt)
         try:
-            index = course.lesson_ids.index(lesson.id)
-            async with asyncio.timeout(self._timeout):
-                content = await self._provider.write_lesson(course.topic, course.outline, index)
-        except ProviderError as exc:
-            error = exc.message
-        except TimeoutError:
-            error = f"the model provider timed out after {self._timeout:g} s; retry the lesson"
-        except Exception:
-            logger.exception("writing lesson %d of job %s failed", lesson.id, job_id)
-            error = "an unexpected error stopped this lesson; retry it"
+            try:
+                if course is None:
+                    course = await self._store.course_outline(job_id)
+                    assert course is not None, "a claimed lesson's course exists"
+                index = course.lesson_ids.index(lesson.id)
+                await self._provider.write_lesson(course.topic, course.outline, index, draft.append)
+                content = draft.text
+            except LessonTooLong as exc:
+                error, content = exc.message, draft.text
+            except ProviderError as exc:
+                error = exc.message
+            except Exception:
+                logger.exception("writing lesson %d of job %s failed", lesson.id, job_id)
+                error = "an unexpected error stopped this lesson; retry it"
+            finally:
+                self._slots.release()
+            stored = await self._store.finish_lesson(
+                job_id, lesson.id, lesson.attempt, content=content, error=error
+            )
         finally:
-            self._slots.release()
-        stored = await self._store.finish_lesson(
-            job_id, lesson.id, lesson.attempt, content=content, error=error
-        )
+            # After the commit, so a reader that looks now finds the stored text.
+            self.drafts.end(draft)
         if not stored:
             logger.info("lesson %d: a newer attempt or a cancel superseded this result", lesson.id)
+
+    async def _save_drafts(self) -> None:
+        """Store the text so far of every lesson being written, once a second, together."""
+        while True:
+            await asyncio.sleep(SAVE_INTERVAL)
+            drafts = self.drafts.unsaved()
+            if not drafts:
+                continue
+            texts = [(d.lesson_id, d.attempt, d.text) for d in drafts]
+            try:
+                await self._store.save_drafts(texts)
+            except Exception:
+                logger.exception("storing the text of lessons being written failed")
+                continue
+            for draft, (_, _, text) in zip(drafts, texts, strict=True):
+                draft.saved = len(text)
 
     def _call_done(self, job_id: str, call: asyncio.Task[None]) -> None:
         calls = self._calls.get(job_id)

@@ -102,7 +102,9 @@ _SCHEMAS: dict[str, Any] = {
         position={"type": "integer"},
         title=_TEXT,
         description=_TEXT,
-        content=_nullable({"type": "string", "description": "Markdown, when complete"}),
+        content=_nullable(
+            {"type": "string", "description": "Markdown: written so far, or whole when complete"}
+        ),
         content_html=_nullable({"type": "string", "description": "sanitised HTML"}),
         content_status=_ref("LessonStatus"),
         content_error=_nullable(_TEXT),
@@ -131,6 +133,7 @@ _SCHEMAS: dict[str, Any] = {
         message=_TEXT,
         course=_ref("Course"),
     ),
+    "LessonPriority": _object(lesson_id=_ROW_ID, content_status=_ref("LessonStatus")),
     "LessonRetry": _object(lesson_id=_ROW_ID, job_id=_UUID, content_status={"const": "pending"}),
     "JobRetry": _object(job_id=_UUID, retried={"type": "integer", "minimum": 1}),
     "Health": _object(
@@ -163,16 +166,28 @@ _CURSOR_PARAMETERS = [
         "description": "resume after this event id",
     },
 ]
+# One event as a client's parser gives it: its fields, each a string.
+_SSE_EVENT = {
+    "type": "object",
+    "properties": {"id": _TEXT, "event": _TEXT, "data": _TEXT, "retry": _TEXT},
+    "required": ["data"],
+}
 _EVENT_STREAM = {
     "description": "Server-Sent Events: `id:` (event log id), `event:` (snapshot, lesson, "
     "progress, job, course) and one line of JSON `data:`",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "content": {"text/event-stream": {"schema": _SSE_EVENT}},
 }
 
 
 def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"summary": summary, "responses": responses, **extra}
 
+
+_LESSON_STREAM = {
+    "description": "Server-Sent Events: `snapshot` {lesson, attempt}, then `text` {lesson_id, "
+    "attempt, offset, end, text} (offsets in code points) and `lesson` events",
+    "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+}
 
 _PATHS: dict[str, Any] = {
     "/api/courses/generate": {
@@ -222,6 +237,27 @@ _PATHS: dict[str, Any] = {
         "post": _operation(
             "Write a failed lesson again, or regenerate a complete one",
             _responses({"202": _json(_ref("LessonRetry"), "queued")}, 404, 409),
+        ),
+    },
+    "/api/lessons/{id}/prioritize": {
+        "parameters": [_ID_PARAMETER],
+        "post": _operation(
+            "Write this pending lesson next, ahead of every other (a reader is waiting)",
+            _responses(
+                {
+                    "202": _json(_ref("LessonPriority"), "it is next"),
+                    "200": _json(_ref("LessonPriority"), "not pending: nothing changed"),
+                },
+                404,
+            ),
+        ),
+    },
+    "/api/lessons/{id}/events": {
+        "parameters": [_ID_PARAMETER, *_CURSOR_PARAMETERS],
+        "get": _operation(
+            "One lesson as it is written: a snapshot, then `text` chunks and `lesson` "
+            "status events, until it is complete or failed",
+            _responses({"200": _LESSON_STREAM}, 400, 404),
         ),
     },
     "/api/jobs/{job_id}/progress": {

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import anyio
 from starlette.requests import Request
 
+from coursegen.drafts import Drafts
 from coursegen.events import Broker
 from coursegen.jobs import JobRunner
 from coursegen.providers.base import Provider
@@ -21,6 +22,7 @@ class Services:
     broker: Broker
     provider: Provider
     runner: JobRunner
+    drafts: Drafts
     # Set by sse-starlette for every open stream when the server begins to stop.
     streams_closing: anyio.Event
 

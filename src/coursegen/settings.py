@@ -28,6 +28,7 @@ class Settings:
     lesson_timeout: float = 120.0
     max_active_jobs: int = 20
     demo_delay: float = 1.5
+    max_continuations: int = 2
     host: str = "127.0.0.1"
     port: int = 8000
     api_token: str | None = field(default=None, repr=False)
@@ -176,6 +177,8 @@ SPECS: tuple[SettingSpec, ...] = (
                 "running jobs beyond which generate answers 429", _int(1, 100_000)),
     SettingSpec("demo_delay", "COURSEGEN_DEMO_DELAY", "--demo-delay", "1.5",
                 "seconds per lesson for the demo provider", _seconds(0.0)),
+    SettingSpec("max_continuations", "COURSEGEN_MAX_CONTINUATIONS", "--max-continuations", "2",
+                "continuations of a lesson cut off at the model's output limit", _int(0, 10)),
     SettingSpec("host", "COURSEGEN_HOST", "--host", "127.0.0.1",
                 "address to listen on; loopback keeps strangers off your API key", _text),
     SettingSpec("port", "COURSEGEN_PORT", "--port", "8000", "port to listen on", _int(0, 65535)),

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 
+from coursegen.api import read_lesson
+from coursegen.drafts import Reader
 from coursegen.errors import NotFound
-from coursegen.events import TERMINAL_JOB_STATUSES, Event, encode_data
+from coursegen.events import TERMINAL_JOB_STATUSES, Event, Subscription, encode_data
+from coursegen.render import render_markdown
 from coursegen.services import Services, services_of
 from coursegen.store import EVENT_PAGE
-from coursegen.validation import parse_cursor, parse_job_id
+from coursegen.validation import parse_cursor, parse_id, parse_job_id
 
 SEND_TIMEOUT_SECONDS = 10
 SHUTDOWN_GRACE_SECONDS = 1
@@ -108,3 +114,123 @@ async def follow(
                 yield PING
     finally:
         subscription.close()
+
+
+TERMINAL_LESSON_STATUSES = frozenset({"complete", "error"})
+# A lesson the database calls `generating` before its draft appears here (the claim
+# has committed, its call has not begun): read again this many times, then trust it.
+_SNAPSHOT_READS = 5
+
+
+async def lesson_events(request: Request) -> EventSourceResponse:
+    """One lesson as it is written: a snapshot, its text chunks and status, until it ends.
+
+    Every connection starts with a fresh snapshot (a cursor is checked, not used): the
+    snapshot's text plus the chunks after it are exactly the lesson's text.
+    """
+    services = services_of(request)
+    lesson_id = parse_id(request.path_params["id"])
+    parse_cursor(request)
+    job_id = await services.store.lesson_job(lesson_id)
+    if job_id is None:
+        raise NotFound("no such lesson")
+    subscription = services.broker.subscribe(job_id, services.settings.ping_interval)
+    reader = services.drafts.watch(lesson_id, subscription.wake)
+    try:
+        position = services.broker.last_id  # the lesson's status events after this are sent
+        snapshot = await _lesson_snapshot(services, reader)
+        if snapshot is None:
+            raise NotFound("no such lesson")
+    except BaseException:
+        services.drafts.unwatch(reader)
+        subscription.close()
+        raise
+    stream = follow_lesson(services, subscription, reader, job_id, position, snapshot)
+    return _response(services, stream)
+
+
+async def _lesson_snapshot(services: Services, reader: Reader) -> dict[str, Any] | None:
+    """The lesson now, its text taken from its draft where this process writes it.
+
+    From the moment of the snapshot, the reader gets every later chunk of that draft.
+    """
+    reader.restarted = False
+    lesson: dict[str, Any] | None = None
+    for _ in range(_SNAPSHOT_READS):
+        lesson = await read_lesson(services, reader.lesson_id)
+        if lesson is None:
+            return None
+        draft = services.drafts.get(reader.lesson_id)
+        if draft is not None and draft.attempt >= lesson["attempt"]:
+            text = draft.attach(reader)
+            lesson.update(
+                content=text,
+                content_html=render_markdown(text),
+                content_status="generating",
+                content_error=None,
+                attempt=draft.attempt,
+            )
+            break
+        if lesson["content_status"] != "generating":
+            break
+        await asyncio.sleep(0.01)
+    assert lesson is not None
+    attempt = lesson.pop("attempt")
+    return {"lesson": lesson, "attempt": attempt}
+
+
+async def follow_lesson(
+    services: Services,
+    subscription: Subscription,
+    reader: Reader,
+    job_id: str,
+    position: int,
+    snapshot: dict[str, Any] | None,
+) -> AsyncIterator[bytes]:
+    """Send the snapshot, then chunks and the lesson's status events in order, until it ends."""
+    broker, store = services.broker, services.store
+    lesson_id = reader.lesson_id
+    try:
+        while True:
+            if reader.restarted:  # a new attempt: start over from it
+                snapshot = await _lesson_snapshot(services, reader)
+                if snapshot is None:
+                    return  # the lesson was deleted
+            if snapshot is not None:
+                yield _frame("snapshot", snapshot)
+                status = snapshot["lesson"]["content_status"]
+                snapshot = None
+                if status in TERMINAL_LESSON_STATUSES:
+                    return
+            batch = broker.since(position, job_id)
+            if batch is None:
+                batch = await store.events_after(position, job_id)
+            # Chunks first: every chunk that precedes a status change in this batch was
+            # handed over before that change committed, so before the batch was read.
+            out = [reader.take()]
+            ended = False
+            for event in batch:
+                position = event.id
+                if event.type != "lesson":
+                    continue
+                data = json.loads(event.data)
+                if data["lesson_id"] == lesson_id:
+                    out.append(event.frame)
+                    ended = data["content_status"] in TERMINAL_LESSON_STATUSES
+            if any(out):
+                yield b"".join(out)
+            if ended or broker.closed:
+                return
+            if len(batch) == EVENT_PAGE or reader.restarted:
+                continue
+            await subscription.wait()
+            if subscription.ping_due:
+                subscription.ping_due = False
+                yield PING
+    finally:
+        services.drafts.unwatch(reader)
+        subscription.close()
+
+
+def _frame(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\r\ndata: {encode_data(data)}\r\n\r\n".encode()

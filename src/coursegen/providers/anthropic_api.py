@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import anthropic
 from anthropic import AsyncAnthropic
+from anthropic.types import MessageParam
 
 from coursegen.errors import ProviderError
-from coursegen.providers.base import OUTLINE_SCHEMA, Outline, parse_outline
+from coursegen.providers.base import (
+    OUTLINE_SCHEMA,
+    LessonResult,
+    LessonTooLong,
+    Outline,
+    TextSink,
+    parse_outline,
+)
 from coursegen.settings import Settings, SettingsError
 
 logger = logging.getLogger(__name__)
@@ -65,6 +74,7 @@ class AnthropicProvider:
     ) -> None:
         self.model = settings.model
         self._timeout = settings.lesson_timeout
+        self._max_continuations = settings.max_continuations
         # With no arguments the SDK reads ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL itself.
         try:
             self._client = AsyncAnthropic(
@@ -104,28 +114,79 @@ class AnthropicProvider:
                 return parse_outline(block.input, lessons)
         raise ProviderError("the model answered without an outline (no tool call); try again")
 
-    async def write_lesson(self, topic: str, outline: Outline, index: int) -> str:
-        # Not streamed: nothing reads a lesson before it is whole, a streamed answer costs
-        # the SDK ~60 us of CPU per text delta (hundreds per lesson), and an error inside
-        # a stream is not retried while a failed request is.
+    async def write_lesson(
+        self, topic: str, outline: Outline, index: int, on_text: TextSink
+    ) -> LessonResult:
+        """Stream the lesson; one cut off at max_tokens is continued where it stopped.
+
+        Raw events (`stream=True`), not the SDK's accumulating helper: a lesson is
+        hundreds of deltas, and each costs the helper far more CPU than this loop.
+        """
+        prompt = lesson_prompt(topic, outline, index)
+        written: list[str] = []
+        for call in range(1, self._max_continuations + 2):
+            messages: list[MessageParam] = [{"role": "user", "content": prompt}]
+            if written:
+                # The API refuses a prefill that ends in white space, and the model
+                # writes that white space again: trailing space was never passed on.
+                messages.append({"role": "assistant", "content": "".join(written)})
+            stop_reason = await self._stream_call(messages, written, on_text)
+            if stop_reason == "max_tokens":
+                logger.info(
+                    "lesson %d of %r reached max_tokens; continuing", index + 1, outline.title
+                )
+                continue
+            if stop_reason == "refusal":
+                raise ProviderError(
+                    "the model declined to write this lesson; regenerate it, or change the "
+                    "topic or the lesson's wording"
+                )
+            if not written:
+                raise ProviderError("the model returned an empty lesson; retry it")
+            return LessonResult(stop_reason or "end_turn", call)
+        raise LessonTooLong(
+            "the lesson was longer than the model may write at once; regenerate it with "
+            "shorter instructions"
+        )
+
+    async def _stream_call(
+        self, messages: list[MessageParam], written: list[str], on_text: TextSink
+    ) -> str | None:
+        """One streamed call; its text (less trailing white space) goes to both sinks."""
+        stop_reason: str | None = None
+        held = ""  # trailing white space, passed on only once more text follows it
         try:
-            message = await self._client.messages.create(
-                model=self.model,
-                max_tokens=LESSON_MAX_TOKENS,
-                system=SYSTEM,
-                messages=[{"role": "user", "content": lesson_prompt(topic, outline, index)}],
-            )
+            async with asyncio.timeout(self._timeout):
+                stream = await self._client.messages.create(
+                    model=self.model,
+                    max_tokens=LESSON_MAX_TOKENS,
+                    system=SYSTEM,
+                    messages=messages,
+                    stream=True,
+                )
+                async with stream:
+                    async for event in stream:
+                        if event.type == "content_block_delta":
+                            if event.delta.type != "text_delta":
+                                continue
+                            text = held + event.delta.text
+                            body = text.rstrip()
+                            held = text[len(body) :]
+                            if body:
+                                written.append(body)
+                                on_text(body)
+                        elif event.type == "message_delta":
+                            stop_reason = event.delta.stop_reason
+        except TimeoutError:
+            raise ProviderError(
+                f"the model provider timed out after {self._timeout:g} s; retry the lesson"
+            ) from None
         except Exception as exc:
             failure = self._failure(exc, "lesson")
             if failure is None:
                 raise
             raise failure from exc
-        text = "".join(block.text for block in message.content if block.type == "text").strip()
-        if not text:
-            raise ProviderError("the model returned an empty lesson; retry it")
-        if message.stop_reason == "max_tokens":
-            logger.warning("lesson %d of %r was cut at the token limit", index + 1, outline.title)
-        return text
+        return stop_reason
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -171,6 +232,9 @@ def describe(exc: Exception, what: str, model: str, timeout: float) -> str | Non
             "wait a minute and retry, or lower COURSEGEN_CONCURRENCY"
         )
     if isinstance(exc, anthropic.APIStatusError):
+        if exc.status_code == 200:  # an `error` event inside a stream that had begun
+            kind = "overloaded" if exc.type == "overloaded_error" else "failed"
+            return f"the model provider {kind} while writing the {what}; retry it"
         if exc.status_code == 529:
             return (
                 f"the model provider is overloaded (529, {_times(_attempts(exc))}); "

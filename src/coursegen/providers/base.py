@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,6 +26,22 @@ class Outline:
     lessons: tuple[LessonPlan, ...]
 
 
+# Called with each piece of a lesson's text as the model writes it, in order.
+TextSink = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class LessonResult:
+    """How a lesson's writing ended (its text went to the sink piece by piece)."""
+
+    stop_reason: str
+    calls: int  # model calls it took: 1, plus one per continuation
+
+
+class LessonTooLong(ProviderError):
+    """Still cut off after every continuation: the text written so far is kept."""
+
+
 class Provider(Protocol):
     """Writes outlines and lessons; failures raise ProviderError with a readable message."""
 
@@ -33,8 +50,10 @@ class Provider(Protocol):
 
     async def generate_outline(self, topic: str, lessons: int | None) -> Outline: ...
 
-    async def write_lesson(self, topic: str, outline: Outline, index: int) -> str:
-        """Markdown for `outline.lessons[index]`."""
+    async def write_lesson(
+        self, topic: str, outline: Outline, index: int, on_text: TextSink
+    ) -> LessonResult:
+        """Write Markdown for `outline.lessons[index]`, handing each piece to `on_text`."""
         ...
 
     async def aclose(self) -> None: ...

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 
-from coursegen.providers.base import LessonPlan, Outline
+from coursegen.providers.base import LessonPlan, LessonResult, Outline, TextSink
 
 DEFAULT_LESSONS = 6
 
@@ -23,6 +24,9 @@ _LESSONS: tuple[tuple[str, str], ...] = (
     ("Where to go next with {t}", "a map of further topics and a plan for continued practice"),
 )
 
+# A few words at a time, as a model streams: each piece ends after its white space.
+_PIECE = re.compile(r"(?:\S+\s*){1,3}|\s+")
+
 _OPENERS = (
     "Most people meet {t} long before they can name it.",
     "Every field has a few ideas that unlock the rest; in {t} this is one of them.",
@@ -31,7 +35,8 @@ _OPENERS = (
 
 
 class DemoProvider:
-    """Writes courses from templates, with a delay per lesson so live progress can be seen."""
+    """Writes courses from templates, streamed a few words at a time over `delay` seconds
+    per lesson, so that live writing can be seen without a model."""
 
     name = "demo"
     model = "demo"
@@ -61,9 +66,16 @@ class DemoProvider:
             lessons=tuple(plans),
         )
 
-    async def write_lesson(self, topic: str, outline: Outline, index: int) -> str:
-        await asyncio.sleep(self.delay)
-        return lesson_markdown(topic, outline, index)
+    async def write_lesson(
+        self, topic: str, outline: Outline, index: int, on_text: TextSink
+    ) -> LessonResult:
+        pieces = _PIECE.findall(lesson_markdown(topic, outline, index).rstrip())
+        gap = self.delay / len(pieces)
+        for piece in pieces:
+            if gap > 0:
+                await asyncio.sleep(gap)
+            on_text(piece)
+        return LessonResult("end_turn", 1)
 
     async def aclose(self) -> None:
         return None

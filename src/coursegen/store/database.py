@@ -46,6 +46,8 @@ class ClaimedLesson:
     id: int
     position: int
     attempt: int
+    job_id: str
+    course_id: int
 
 
 class Store:
@@ -202,24 +204,68 @@ class Store:
     # -- the runner's transitions ----------------------------------------------------
 
     async def claim_next_lesson(self, job_id: str) -> ClaimedLesson | None:
-        """Move the job's first pending lesson to `generating`, if the job is running."""
+        """Move the next lesson to `generating`: the most recently prioritised pending
+        lesson of any running job, else this job's first pending one."""
 
         async def work(txn: Transaction) -> ClaimedLesson | None:
             row = await txn.fetchone(
-                "UPDATE lessons SET content_status = 'generating', content_error = NULL, "
-                "attempt = attempt + 1, updated_at = ? "
-                "WHERE id = (SELECT l.id FROM lessons l JOIN content_generation_jobs j "
-                "ON j.course_id = l.course_id WHERE j.id = ? AND j.status = 'running' "
-                "AND l.content_status = 'pending' ORDER BY l.position, l.id LIMIT 1) "
-                f"{LESSON_CHANGE}, attempt",
+                "UPDATE lessons SET content_status = 'generating', content = '', "
+                "content_error = NULL, attempt = attempt + 1, priority = NULL, updated_at = ? "
+                "WHERE id = coalesce("
+                " (SELECT l.id FROM lessons l JOIN content_generation_jobs j "
+                "  ON j.course_id = l.course_id WHERE l.priority IS NOT NULL "
+                "  AND l.content_status = 'pending' AND j.status = 'running' "
+                "  ORDER BY l.priority DESC LIMIT 1),"
+                " (SELECT l.id FROM lessons l JOIN content_generation_jobs j "
+                "  ON j.course_id = l.course_id WHERE j.id = ? AND j.status = 'running' "
+                "  AND l.content_status = 'pending' ORDER BY l.position, l.id LIMIT 1)) "
+                f"{LESSON_CHANGE}, attempt, {LATEST_JOB.format(course='lessons.course_id')} "
+                "AS job_id",
                 (utcnow(), job_id),
             )
             if row is None:
                 return None
-            txn.lesson_changed(job_id, row["course_id"], row)
-            return ClaimedLesson(row["id"], row["position"], row["attempt"])
+            txn.lesson_changed(row["job_id"], row["course_id"], row)
+            return ClaimedLesson(
+                row["id"], row["position"], row["attempt"], row["job_id"], row["course_id"]
+            )
 
         return await self._write(work)
+
+    async def prioritize(self, lesson_id: int) -> str:
+        """Put a pending lesson ahead of every other; the lesson's status (as it was)."""
+
+        async def work(txn: Transaction) -> str:
+            row = await txn.fetchone(
+                "SELECT content_status FROM lessons WHERE id = ?", (lesson_id,)
+            )
+            if row is None:
+                raise NotFound("no such lesson")
+            if row["content_status"] == "pending":
+                await txn.db.execute(
+                    "UPDATE lessons SET priority = "
+                    "(SELECT coalesce(max(priority), 0) + 1 FROM lessons) WHERE id = ?",
+                    (lesson_id,),
+                )
+            status: str = row["content_status"]
+            return status
+
+        return await self._write(work)
+
+    async def save_drafts(self, drafts: list[tuple[int, int, str]]) -> None:
+        """Store the text so far of lessons being written: (lesson id, attempt, text).
+
+        One transaction for every draft, and no event: the text is not a status change.
+        """
+
+        async def work(txn: Transaction) -> None:
+            await txn.db.executemany(
+                "UPDATE lessons SET content = ? WHERE id = ? AND attempt = ? "
+                "AND content_status = 'generating'",
+                [(text, lesson_id, attempt) for lesson_id, attempt, text in drafts],
+            )
+
+        await self._write(work)
 
     async def finish_lesson(
         self,
@@ -277,7 +323,7 @@ class Store:
 
         async def work(txn: Transaction) -> list[str]:
             rows = await txn.fetchall(
-                "UPDATE lessons SET content_status = 'pending', updated_at = ? "
+                "UPDATE lessons SET content_status = 'pending', content = NULL, updated_at = ? "
                 "WHERE content_status = 'generating' "
                 f"{LESSON_CHANGE}, {LATEST_JOB.format(course='lessons.course_id')} AS job_id",
                 (utcnow(),),
@@ -314,7 +360,7 @@ class Store:
                     raise NotFound("no such job")
                 raise Conflict(f"the job is {status['status']}, not running; nothing to cancel")
             rows = await txn.fetchall(
-                "UPDATE lessons SET content_status = 'pending', updated_at = ? "
+                "UPDATE lessons SET content_status = 'pending', content = NULL, updated_at = ? "
                 "WHERE course_id = ? AND content_status = 'generating' "
                 f"{LESSON_CHANGE}",
                 (utcnow(), job["course_id"]),
@@ -367,8 +413,9 @@ class Store:
             if job is None:
                 raise NotFound("no such job")
             rows = await txn.fetchall(
-                "UPDATE lessons SET content_status = 'pending', content_error = NULL, "
-                "updated_at = ? WHERE course_id = ? AND content_status = 'error' "
+                "UPDATE lessons SET content_status = 'pending', content = NULL, "
+                "content_error = NULL, updated_at = ? WHERE course_id = ? "
+                "AND content_status = 'error' "
                 f"{LESSON_CHANGE}",
                 (utcnow(), job["course_id"]),
             )
@@ -424,6 +471,9 @@ class Store:
 
     async def job_snapshot(self, job_id: str) -> tuple[dict[str, Any], int] | None:
         return await self._read_one(lambda txn: queries.job_snapshot(txn, job_id))
+
+    async def lesson_job(self, lesson_id: int) -> str | None:
+        return await self._read_one(lambda txn: queries.lesson_job(txn, lesson_id))
 
     async def course_outline(self, job_id: str) -> CourseOutline | None:
         return await self._read(lambda txn: queries.course_outline(txn, job_id))

@@ -74,19 +74,28 @@ async def course_view(txn: Transaction, course_id: int) -> dict[str, Any] | None
 
 
 async def lesson_view(txn: Transaction, lesson_id: int) -> dict[str, Any] | None:
-    """A lesson; its content only once complete."""
+    """A lesson; its content is the text so far while generating, none while pending."""
     row = await txn.fetchone(
         "SELECT id, course_id, position, title, coalesce(description, '') AS description, "
-        "content, content_status, content_error, updated_at, "
+        "content, content_status, content_error, updated_at, attempt, "
         f"{LATEST_JOB.format(course='course_id')} AS job_id FROM lessons WHERE id = ?",
         (lesson_id,),
     )
     if row is None:
         return None
     lesson = dict(row)
-    if lesson["content_status"] != "complete":
+    if lesson["content_status"] == "pending":
         lesson["content"] = None
     return lesson
+
+
+async def lesson_job(txn: Transaction, lesson_id: int) -> str | None:
+    """The id of the job that writes a lesson (its course's newest)."""
+    row = await txn.fetchone(
+        f"SELECT {LATEST_JOB.format(course='course_id')} AS job_id FROM lessons WHERE id = ?",
+        (lesson_id,),
+    )
+    return row["job_id"] if row else None
 
 
 async def progress(txn: Transaction, job_id: str) -> dict[str, Any] | None:

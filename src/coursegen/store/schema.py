@@ -14,7 +14,15 @@ from coursegen.resources import schema_path
 logger = logging.getLogger(__name__)
 
 # Columns added after the first release: (table, column, declaration).
-_COLUMNS_ADDED_LATER = (("lessons", "attempt", "INTEGER NOT NULL DEFAULT 0"),)
+_COLUMNS_ADDED_LATER = (
+    ("lessons", "attempt", "INTEGER NOT NULL DEFAULT 0"),
+    ("lessons", "priority", "INTEGER"),
+)
+# Indexes on columns added later: made once those columns exist.
+_INDEXES_ADDED_LATER = (
+    "CREATE INDEX IF NOT EXISTS lessons_by_priority ON lessons(priority) "
+    "WHERE priority IS NOT NULL",
+)
 # Tables whose ids became AUTOINCREMENT after the first release.
 _IDS_NEVER_REUSED = ("courses", "lessons")
 _INTEGER_KEY = re.compile(r"\bid\s+INTEGER\s+PRIMARY\s+KEY\b", re.IGNORECASE)
@@ -52,9 +60,14 @@ async def migrate(db: aiosqlite.Connection) -> None:
         if column not in {row["name"] for row in rows}:
             logger.info("adding column %s.%s to an older database", table, column)
             await db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    for index in _INDEXES_ADDED_LATER:
+        await db.execute(index)
     rebuilt = [table for table in _IDS_NEVER_REUSED if await _never_reuse_ids(db, table)]
     if rebuilt:
-        await db.executescript(script)  # the rebuilt tables' indexes went with the old ones
+        # The rebuilt tables' indexes went with the old ones.
+        await db.executescript(script)
+        for index in _INDEXES_ADDED_LATER:
+            await db.execute(index)
 
 
 async def _never_reuse_ids(db: aiosqlite.Connection, table: str) -> bool:

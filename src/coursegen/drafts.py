@@ -1,0 +1,178 @@
+"""The text of lessons being written, held in memory, and the readers who watch it grow.
+
+A lesson call hands each piece of text to its `Draft`. Pieces are only appended
+there; nothing is encoded until a reader needs it. Readers get the text as
+`text` chunks whose `offset` and `end` count Unicode code points (Python's `len`),
+deltas that arrive within COALESCE seconds travelling as one chunk, encoded once
+for every reader. The database gets the text so far from the runner's saver, at
+most once a second, so a reload or a restarted process shows it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from coursegen.events import encode_data
+
+# Deltas arriving within this many seconds are sent to readers as one chunk.
+COALESCE = 0.005
+
+
+class Draft:
+    """One attempt at a lesson's text, as it is being written."""
+
+    __slots__ = (
+        "_flush_timer", "_parts", "_text", "attempt", "course_id", "job_id",
+        "lesson_id", "readers", "saved",
+    )  # fmt: skip
+
+    def __init__(self, lesson_id: int, job_id: str, course_id: int, attempt: int) -> None:
+        self.lesson_id = lesson_id
+        self.job_id = job_id
+        self.course_id = course_id
+        self.attempt = attempt
+        self._text = ""  # every piece already sent to the readers (or joined for a reader)
+        self._parts: list[str] = []  # pieces not yet sent
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self.readers: set[Reader] = set()
+        self.saved = 0  # length of the text the database holds
+
+    @property
+    def text(self) -> str:
+        """The whole text so far."""
+        if self._parts:
+            return self._text + "".join(self._parts)
+        return self._text
+
+    def append(self, piece: str) -> None:
+        """Take the next piece from the model: cheap, as it runs once for every delta."""
+        self._parts.append(piece)
+        if self.readers and self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(COALESCE, self.flush)
+
+    def flush(self) -> None:
+        """Send the pieces not yet sent to every reader, as one chunk."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if not self._parts:
+            return
+        chunk = "".join(self._parts)
+        self._parts.clear()
+        offset = len(self._text)
+        self._text += chunk
+        if not self.readers:
+            return
+        data = {
+            "lesson_id": self.lesson_id,
+            "attempt": self.attempt,
+            "offset": offset,
+            "end": offset + len(chunk),
+            "text": chunk,
+        }
+        frame = f"event: text\r\ndata: {encode_data(data)}\r\n\r\n".encode()
+        for reader in self.readers:
+            reader.push(frame)
+
+    def attach(self, reader: Reader) -> str:
+        """Add a reader; the text so far, after which its chunks begin."""
+        self.flush()
+        self.readers.add(reader)
+        reader.draft = self
+        return self._text
+
+    def close(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        for reader in self.readers:
+            reader.draft = None
+        self.readers.clear()
+
+
+class Reader:
+    """One lesson stream's place: the chunks it has yet to send; `wake` rouses the stream."""
+
+    __slots__ = ("draft", "frames", "lesson_id", "restarted", "wake")
+
+    def __init__(self, lesson_id: int, wake: Callable[[], None]) -> None:
+        self.lesson_id = lesson_id
+        self.wake = wake
+        self.frames: deque[bytes] = deque()
+        self.draft: Draft | None = None
+        self.restarted = False  # a new attempt began: the stream owes a new snapshot
+
+    def push(self, frame: bytes) -> None:
+        self.frames.append(frame)
+        self.wake()
+
+    def take(self) -> bytes:
+        """Every chunk not yet sent, as one write."""
+        frames = b"".join(self.frames)
+        self.frames.clear()
+        return frames
+
+    def restart(self) -> None:
+        self.frames.clear()  # chunks of the older attempt are never sent after this
+        self.draft = None
+        self.restarted = True
+        self.wake()
+
+
+class Drafts:
+    """Every draft of this process, by lesson, and the readers watching each lesson."""
+
+    def __init__(self) -> None:
+        self._by_lesson: dict[int, Draft] = {}
+        self._watchers: dict[int, set[Reader]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_lesson)
+
+    def start(self, lesson_id: int, job_id: str, course_id: int, attempt: int) -> Draft:
+        """A new attempt at the lesson begins: its readers start over from it."""
+        old = self._by_lesson.get(lesson_id)
+        if old is not None:
+            old.close()
+        draft = self._by_lesson[lesson_id] = Draft(lesson_id, job_id, course_id, attempt)
+        for reader in self._watchers.get(lesson_id, ()):
+            reader.restart()
+        return draft
+
+    def end(self, draft: Draft) -> None:
+        """The attempt is over (its result stored, or it was cancelled)."""
+        draft.flush()
+        if self._by_lesson.get(draft.lesson_id) is draft:
+            del self._by_lesson[draft.lesson_id]
+        draft.close()
+
+    def get(self, lesson_id: int) -> Draft | None:
+        return self._by_lesson.get(lesson_id)
+
+    def unsaved(self) -> list[Draft]:
+        """Drafts whose text grew since the database last got it."""
+        return [d for d in self._by_lesson.values() if len(d.text) != d.saved]
+
+    def watch(self, lesson_id: int, wake: Callable[[], None]) -> Reader:
+        """Follow a lesson's drafts: `wake` is called when chunks or a new attempt come."""
+        reader = Reader(lesson_id, wake)
+        self._watchers.setdefault(lesson_id, set()).add(reader)
+        return reader
+
+    def unwatch(self, reader: Reader) -> None:
+        if reader.draft is not None:
+            reader.draft.readers.discard(reader)
+            reader.draft = None
+        watchers = self._watchers.get(reader.lesson_id)
+        if watchers is not None:
+            watchers.discard(reader)
+            if not watchers:
+                del self._watchers[reader.lesson_id]
+
+    def close(self) -> None:
+        """Wake every reader for the last time: the server is stopping."""
+        for watchers in self._watchers.values():
+            for reader in watchers:
+                reader.wake()
