@@ -77,8 +77,9 @@ class Draft:
             reader.push(frame)
 
     def attach(self, reader: Reader) -> str:
-        """Add a reader; the text so far, after which its chunks begin."""
+        """Add a reader (anew, if it is one): the text so far, after which its chunks begin."""
         self.flush()
+        reader.start_over()
         self.readers.add(reader)
         reader.draft = self
         return self._text
@@ -113,6 +114,11 @@ class Reader:
         frames = b"".join(self.frames)
         self.frames.clear()
         return frames
+
+    def start_over(self) -> None:
+        """A snapshot is being sent: it holds everything so far, so nothing is owed."""
+        self.frames.clear()
+        self.restarted = False
 
     def restart(self) -> None:
         self.frames.clear()  # chunks of the older attempt are never sent after this

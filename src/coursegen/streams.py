@@ -154,7 +154,6 @@ async def _lesson_snapshot(services: Services, reader: Reader) -> dict[str, Any]
 
     From the moment of the snapshot, the reader gets every later chunk of that draft.
     """
-    reader.restarted = False
     lesson: dict[str, Any] | None = None
     for _ in range(_SNAPSHOT_READS):
         lesson = await read_lesson(services, reader.lesson_id)
@@ -172,8 +171,11 @@ async def _lesson_snapshot(services: Services, reader: Reader) -> dict[str, Any]
             )
             break
         if lesson["content_status"] != "generating":
+            reader.start_over()
             break
         await asyncio.sleep(0.01)
+    else:
+        reader.start_over()
     assert lesson is not None
     attempt = lesson.pop("attempt")
     return {"lesson": lesson, "attempt": attempt}
