@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -479,4 +480,38 @@ async def test_restart_on_a_complete_job_calls_the_model_not_at_all(
     assert len(fake.calls) == calls, [c.title for c in fake.calls[calls:]]
     assert service.calls(2) == Counter()
     assert event_ids(service.db) == logged
+    assert_sound(service.db)
+
+
+async def test_the_text_so_far_survives_kill_9_and_is_replaced_not_merged_after(
+    service: Service, fake: FakeAnthropic
+) -> None:
+    """Spec 8: the partial text is stored (a reload after a crash shows it); the restarted
+    process writes the lesson again from the start, replacing it."""
+    first = "## First life\n\n" + "Words of the first attempt. " * 300
+    second = "## Second life\n\n" + "Words of the attempt after the restart. " * 100
+    fake.lesson_text = lambda title: first if service.life == 1 else second
+    fake.lesson_delay = 0.0
+    fake.delta_gap = 0.01
+    await service.start()
+    job_id = await service.generate(lessons=1)
+
+    def stored() -> str:
+        with sqlite3.connect(service.db) as db:
+            row = db.execute("SELECT content FROM lessons WHERE id = 1").fetchone()
+        return row[0] or ""
+
+    await until(lambda: len(stored()) >= 400)  # a save or two after the first words
+    shown = (await service.http.get(service.url("/api/lessons/1"))).json()
+    assert shown["content_status"] == "generating" and first.startswith(shown["content"])
+    await service.kill(job_id)
+    partial = stored()
+    assert 400 <= len(partial) < len(first.rstrip()) and first.startswith(partial)
+
+    fake.delta_gap = 0.001
+    await service.start()
+    assert (await service.settle(job_id))["status"] == "complete"
+    final = (await service.http.get(service.url("/api/lessons/1"))).json()
+    assert final["content"] == second.rstrip()  # the new attempt's text alone
+    assert "first attempt" not in final["content"]
     assert_sound(service.db)
