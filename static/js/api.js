@@ -75,6 +75,8 @@ export const api = {
       headers: { "Idempotency-Key": idempotencyKey() },
     }),
   retryLesson: (id) => request("POST", `lessons/${id}/retry`),
+  // Write this queued lesson next: a person is waiting to read it.
+  prioritizeLesson: (id) => request("POST", `lessons/${id}/prioritize`),
   retryJob: (jobId) => request("POST", `jobs/${jobId}/retry`),
   cancelJob: (jobId) => request("POST", `jobs/${jobId}/cancel`),
   deleteCourse: (id) => request("DELETE", `courses/${id}`),

@@ -15,6 +15,7 @@ import { renderNotices } from "./views/notices.js";
 import { setHidden } from "./views/parts.js";
 import { initSignIn, renderSignIn } from "./views/signin.js";
 import { initTree, renderTree } from "./views/tree.js";
+import { Writing } from "./writing.js";
 
 // A knob for tests and operators, set by a script that runs before this module, e.g.
 // window.coursegenConfig = {pollInterval: 300}. The default polls every 2 s.
@@ -39,6 +40,8 @@ const elements = {
 
 // Replaced by a new one on each sign-in (see begin).
 let live = new Live(config);
+// The lesson on show while it is being written: its own stream, one lesson at a time.
+const writing = new Writing(config);
 
 // Whether this browser signed in to a server that needs its token. Only a hint, for
 // showing "Sign out" after a reload: the session cookie is HttpOnly, and the server
@@ -228,13 +231,17 @@ function render(state) {
   document.body.dataset.view = state.route.name;
 }
 
-/** What the page on show needs from the server: a complete lesson's HTML. */
+/** What the page on show needs from the server: a lesson's text as it is written, or its HTML. */
 function fetchWhatIsShown(state) {
   const { route } = state;
-  if (route.name !== "lesson") return;
-  const lesson = store.findLesson(state.courses.get(route.courseId), route.lessonId);
-  if (lesson?.content_status === "complete" && store.contentOf(lesson) === null)
-    live.loadContent(lesson);
+  const shown =
+    route.name === "lesson" && state.auth.mode !== "signed-out"
+      ? store.findLesson(state.courses.get(route.courseId), route.lessonId)
+      : null;
+  // Leaving the lesson page (or its lesson going away) closes its stream.
+  writing.follow(shown);
+  if (shown?.content_status === "complete" && store.contentOf(shown) === null)
+    live.loadContent(shown);
 }
 
 let arrived = false;
@@ -262,6 +269,7 @@ function navigated(route) {
 function signedOut() {
   if (store.state.auth.mode === "signed-out") return; // another request's 401 said so already
   live.stop();
+  writing.stop();
   hint(false);
   store.forget();
   store.setAuth({ mode: "signed-out", busy: false, error: null });

@@ -14,6 +14,9 @@ export const state = {
   cursor: 0, // the newest event id seen: where a (re)opened stream resumes
   courses: new Map(), // id -> course, with `lessons` (null until loaded) and `job`
   content: new Map(), // lesson id -> {html, version}: sanitised HTML of one run of the lesson
+  // The lesson on show as it is being written (writing.js): {lessonId, text (Markdown so
+  // far), status (as its own stream last said), startingNext}, or null.
+  draft: null,
   live: { mode: "connecting" }, // stream, reconnecting, polling or offline
   route: { name: "home" },
   form: { busy: false }, // and `error`, `field`, `message` once there is something to say
@@ -154,6 +157,12 @@ export function setContent(lessonId, html, version) {
   changed();
 }
 
+/** The text so far of the lesson being written on the page (null: none followed). */
+export function setDraft(draft) {
+  state.draft = draft;
+  changed();
+}
+
 export function removeCourse(courseId) {
   const course = state.courses.get(courseId);
   deletedAt.set(courseId, ++sequence);
@@ -257,6 +266,7 @@ export function forget() {
     cursor: 0,
     courses: new Map(),
     content: new Map(),
+    draft: null,
     live: { mode: "connecting" },
     form: { busy: false },
     notices: [],

@@ -27,12 +27,16 @@ Plain text after all that.
 """
 
 # Anything that could run: scripts, frames, event handler attributes, javascript: URLs.
+# The page's own scripts are the app module and the two vendored Markdown libraries.
 ACTIVE_PARTS = """() => {
+  const own = ["/js/app.js", "/vendor/markdown-it-14.3.3.min.js", "/vendor/purify-3.5.0.min.js"];
   const found = [];
   for (const el of document.querySelectorAll("*")) {
     const tag = el.tagName;
     if (["IFRAME", "OBJECT", "EMBED"].includes(tag)) found.push(el.outerHTML);
-    if (tag === "SCRIPT" && !el.src.endsWith("/js/app.js")) found.push(el.outerHTML);
+    if (tag === "SCRIPT" && !own.some((path) => el.src === location.origin + path)) {
+      found.push(el.outerHTML);
+    }
     for (const attr of el.attributes) {
       const value = attr.value.replace(/\\s/g, "").toLowerCase();
       if (attr.name.startsWith("on") || value.startsWith("javascript:")) found.push(el.outerHTML);

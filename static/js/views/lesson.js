@@ -1,10 +1,20 @@
-// The lesson page: title, description and either where the lesson stands (queued,
-// being written, failed) or its content. It changes in place as the status changes.
+// The lesson page: title, description, its text (growing while it is written, then the
+// server's final HTML) and where the lesson stands (queued, being written, failed).
+// It changes in place as the status changes.
 
 import { h, setAttr, setText, spinner } from "../dom.js";
+import { renderInto } from "../markdown.js";
 import { courseHref, lessonHref } from "../router.js";
 import { contentOf } from "../store.js";
 import { setHidden } from "./parts.js";
+
+// How close to the bottom of the window the end of the text may be (in px) for the
+// reader to count as following it: a reader who scrolled up further is left in place.
+const FOLLOW_SLACK_PX = 48;
+// Room kept below the end of the text when following it.
+const FOLLOW_MARGIN_PX = 16;
+// Elements a caret cannot go into (it goes after them).
+const VOID = new Set(["BR", "HR", "IMG"]);
 
 export function buildLesson(course, lesson, actions) {
   const parts = {
@@ -13,8 +23,15 @@ export function buildLesson(course, lesson, actions) {
     title: h("h1", { class: "page-title", tabindex: -1 }),
     description: h("p", { class: "description" }),
     stateBox: h("div", { class: "lesson-state", role: "status" }),
-    body: h("div", { class: "lesson-body" }),
+    // The text while it is written, rendered here from its Markdown; `body` then shows the
+    // server's HTML of the finished lesson. Both are the same markup, so the swap does
+    // not move a line. Not a live region: the status box announces the writing.
+    draft: h("div", { class: "lesson-draft lesson-text", hidden: true }),
+    body: h("div", { class: "lesson-body lesson-text" }),
+    caret: h("span", { class: "caret", "aria-hidden": "true" }),
     shownHtml: null,
+    shownDraft: null,
+    scrollY: 0, // the window's scroll position after the last render of the growing text
     regenerate: h(
       "button",
       { type: "button", class: "button", onclick: () => actions.retryLesson(course.id, lesson.id) },
@@ -33,8 +50,11 @@ export function buildLesson(course, lesson, actions) {
       parts.place,
     ),
     h("header", null, parts.title, parts.description),
-    parts.stateBox,
+    parts.draft,
     parts.body,
+    // After the text: while it is written, "Writing…" sits below its growing end, and
+    // goes away when it is done without moving the text above.
+    parts.stateBox,
     h("div", { class: "actions lesson-actions" }, parts.regenerate),
     parts.pager,
   );
@@ -47,6 +67,19 @@ export function updateLesson(article, course, lesson, state) {
   const { parts, actions } = article;
   const status = lesson.content_status;
   const html = status === "complete" ? contentOf(lesson) : null;
+  const draft = state.draft?.lessonId === lesson.id ? state.draft : null;
+  // The text so far while it is written, and the final text until its HTML arrives.
+  const draftText =
+    draft?.text && (status === "generating" || (status === "complete" && html === null))
+      ? draft.text
+      : null;
+  const writing = draftText !== null && status === "generating";
+  // Measured before anything changes: is the reader at the end of the growing text, and
+  // not on their way up from it (a smooth scroll may not be out of the slack yet)?
+  const follow =
+    draftText !== null && parts.shownDraft !== null && draftText !== parts.shownDraft
+      ? window.scrollY >= parts.scrollY && endInView(parts.draft)
+      : false;
   setAttr(article, "data-status", status);
   setText(parts.crumb, course.title);
   setText(parts.place, `Lesson ${lesson.position} of ${course.lessons.length}`);
@@ -55,14 +88,26 @@ export function updateLesson(article, course, lesson, state) {
 
   // The status box is rebuilt only when what it says changes, so it is announced once.
   const busy = state.busy.has(`lesson:${lesson.id}`);
-  const key = JSON.stringify([status, lesson.content_error, html === null]);
+  const shows = { html: html !== null, draft: draftText !== null, next: !!draft?.startingNext };
+  const said = { pending: shows.next, complete: shows.html || shows.draft }[status] ?? null;
+  const key = JSON.stringify([status, lesson.content_error, said]);
   if (parts.stateBox.dataset.key !== key) {
     parts.stateBox.dataset.key = key;
     parts.stateBox.replaceChildren(
-      ...stateContent(status, lesson, html, () => actions.retryLesson(course.id, lesson.id)),
+      ...stateContent(status, lesson, shows, () => actions.retryLesson(course.id, lesson.id)),
     );
   }
   for (const button of parts.stateBox.querySelectorAll("button")) button.disabled = busy;
+
+  if (parts.shownDraft !== draftText) {
+    // Sanitised DOM nodes from the Markdown (markdown.js), never markup from here.
+    if (draftText === null) parts.draft.replaceChildren();
+    else renderInto(parts.draft, draftText);
+    parts.shownDraft = draftText;
+  }
+  setHidden(parts.draft, draftText === null);
+  setAttr(parts.draft, "aria-busy", writing ? "true" : null);
+  placeCaret(parts, writing);
 
   // The only HTML the page parses: the server's sanitised rendering of the lesson.
   if (parts.shownHtml !== html) {
@@ -88,9 +133,50 @@ export function updateLesson(article, course, lesson, state) {
         : h("span"),
     );
   }
+
+  if (follow) keepEndInView(parts);
+  parts.scrollY = window.scrollY;
 }
 
-function stateContent(status, lesson, html, retry) {
+/** Whether the end of `el` is in the window (or above it): the reader is at the end. */
+function endInView(el) {
+  return el.getBoundingClientRect().bottom <= window.innerHeight + FOLLOW_SLACK_PX;
+}
+
+/** Scroll just enough to show the end of the text and the status line below it. */
+function keepEndInView(parts) {
+  const last = parts.stateBox.childElementCount ? parts.stateBox : parts.draft;
+  const overflow = last.getBoundingClientRect().bottom + FOLLOW_MARGIN_PX - window.innerHeight;
+  if (overflow > 0) window.scrollBy({ top: overflow, behavior: "instant" });
+}
+
+/**
+ * The caret at the end of the growing text: inside its last element (the paragraph, list
+ * item, cell or code block the text ends in), so it sits right after the last word.
+ *
+ * It is put back after every render, which restarts its blinking: like a text editor's
+ * caret, it stays lit while the text flows and blinks when the writing pauses.
+ */
+function placeCaret(parts, writing) {
+  const { caret, draft } = parts;
+  if (!writing) {
+    caret.remove();
+    return;
+  }
+  let host = draft;
+  for (;;) {
+    let last = host.lastChild;
+    while (last && last.nodeType === Node.TEXT_NODE && !last.data.trim()) {
+      last = last.previousSibling;
+    }
+    if (last === caret) last = last.previousSibling;
+    if (!last || last.nodeType !== Node.ELEMENT_NODE || VOID.has(last.tagName)) break;
+    host = last;
+  }
+  if (host.lastChild !== caret) host.append(caret);
+}
+
+function stateContent(status, lesson, shows, retry) {
   switch (status) {
     case "pending":
       return [
@@ -98,9 +184,15 @@ function stateContent(status, lesson, html, retry) {
           "p",
           { class: "state-line" },
           h("span", { class: "status-marker", "data-status": "pending", "aria-hidden": "true" }),
-          "Queued",
+          shows.next ? "Starting next…" : "Queued",
         ),
-        h("p", { class: "hint" }, "It will be written as soon as a writer is free."),
+        h(
+          "p",
+          { class: "hint" },
+          shows.next
+            ? "Queued first, because you opened it: the next free writer takes it."
+            : "It will be written as soon as a writer is free.",
+        ),
       ];
     case "generating":
       return [h("p", { class: "state-line" }, spinner(), "Writing this lesson…")];
@@ -115,8 +207,9 @@ function stateContent(status, lesson, html, retry) {
         h("button", { type: "button", class: "button primary", onclick: retry }, "Retry"),
       ];
     default:
-      return html === null
-        ? [h("p", { class: "state-line" }, spinner(), "Loading the lesson…")]
-        : [];
+      // Complete: its final HTML is on its way, unless the text is shown already.
+      return shows.html || shows.draft
+        ? []
+        : [h("p", { class: "state-line" }, spinner(), "Loading the lesson…")];
   }
 }
