@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint bench chromium clean
+.PHONY: run test check lint bench chromium postgres clean
 
 run: $(STAMP)
 	$(BIN)/coursegen serve
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium postgres
 	$(BIN)/pytest
 
 # Lint, format and type checks; part of CI.
@@ -33,6 +33,18 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else echo "browser tests need Debian's chromium: sudo apt-get install -y chromium" >&2; exit 1; fi; }
+
+# PostgreSQL tests start a throwaway server of their own from Debian's binaries
+# (tests/pgserver.py). Installing them must not create or start the packaged `main`
+# cluster on port 5432, hence the createcluster.d drop-in for the install's duration.
+PG_NOMAIN := /etc/postgresql-common/createcluster.d/coursegen-no-main-cluster.conf
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    mkdir -p "$$(dirname $(PG_NOMAIN))" && echo 'create_main_cluster = false' > $(PG_NOMAIN) && \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; s=$$?; \
+	      rm -f $(PG_NOMAIN); exit $$s; }; \
+	  else echo "PostgreSQL tests need Debian's postgresql: sudo apt-get install -y postgresql" >&2; exit 1; fi; }
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache
