@@ -92,7 +92,7 @@ class Running:
         async def lessons() -> list[dict[str, Any]] | None:
             course = await store.get_course(course_id)
             assert course is not None
-            found: list[dict[str, Any]] = course["lessons"]
+            found: list[dict[str, Any]] = course.to_json()["lessons"]
             return found if condition(found) else None
 
         return await woken_until(self.services, lessons, seconds)
@@ -129,7 +129,8 @@ async def job_reaches(
     async def progress() -> dict[str, Any] | None:
         found = await services.store.get_progress(job_id)
         assert found is not None
-        return found if condition(found) else None
+        progress = found.to_json()
+        return progress if condition(progress) else None
 
     return await woken_until(services, progress, seconds)
 

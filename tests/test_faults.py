@@ -87,11 +87,11 @@ async def test_a_provider_that_refuses_connections_fails_each_lesson_clearly(
         async with LifespanManager(app):
             services = app.state.services
             course, _ = await services.store.create_course("Sourdough", outline)
-            services.runner.kick(course["job"]["job_id"])
-            done = await job_reaches(services, course["job"]["job_id"], seconds=20)
+            services.runner.kick(course.job.job_id)
+            done = await job_reaches(services, course.job.job_id, seconds=20)
             errors = [
-                lesson["content_error"]
-                for lesson in (await services.store.get_course(course["id"]))["lessons"]
+                lesson.content_error
+                for lesson in (await services.store.get_course(course.id)).lessons
             ]
     finally:
         await gone.aclose()

@@ -52,8 +52,7 @@ async def test_one_failure_does_not_stop_the_others(running: Running, fake: Fake
     created = await running.generate(lessons=4)
     done = await running.settle(created["job_id"])
     assert (done["status"], done["completed_lessons"], done["failed_lessons"]) == ("error", 3, 1)
-    course = await running.services.store.get_course(created["course_id"])
-    assert course is not None
+    course = (await running.services.store.get_course(created["course_id"])).to_json()
     assert [lesson["content_status"] for lesson in course["lessons"]] == [
         "error", "complete", "complete", "complete",
     ]  # fmt: skip
@@ -68,8 +67,7 @@ async def test_a_lesson_call_that_stalls_fails_with_a_timeout_and_can_be_retried
     created = await running.generate(lessons=2)
     done = await running.settle(created["job_id"])
     assert (done["completed_lessons"], done["failed_lessons"]) == (1, 1)
-    course = await running.services.store.get_course(created["course_id"])
-    assert course is not None
+    course = (await running.services.store.get_course(created["course_id"])).to_json()
     assert "timed out after 0.5 s" in course["lessons"][1]["content_error"]
     await running.http.post(f"/api/lessons/{course['lessons'][1]['id']}/retry")
     assert (await running.settle(created["job_id"]))["status"] == "complete"
@@ -101,11 +99,11 @@ async def test_shutdown_puts_lessons_in_flight_back_and_a_restart_resumes_them(
         store = app.state.services.store
         outline = await provider.generate_outline("Sourdough", 4)
         course, _ = await store.create_course("Sourdough", outline)
-        app.state.services.runner.kick(course["job"]["job_id"])
+        app.state.services.runner.kick(course.job.job_id)
 
         async def all_generating() -> bool | None:
-            lessons = (await store.get_course(course["id"]))["lessons"]
-            return all(lesson["content_status"] == "generating" for lesson in lessons) or None
+            lessons = (await store.get_course(course.id)).lessons
+            return all(lesson.content_status == "generating" for lesson in lessons) or None
 
         await woken_until(app.state.services, all_generating)
     # The lifespan ended: calls cancelled, lessons back to pending, the job still running.
@@ -120,7 +118,7 @@ async def test_shutdown_puts_lessons_in_flight_back_and_a_restart_resumes_them(
     fake.reset()
     app = create_app(settings, provider=provider)
     async with LifespanManager(app):
-        done = await job_reaches(app.state.services, course["job"]["job_id"])
+        done = await job_reaches(app.state.services, course.job.job_id)
         assert done["status"] == "complete"
     await provider.aclose()
     assert len(fake.lesson_calls()) == 4
@@ -136,7 +134,7 @@ async def test_a_crash_left_lessons_generating_and_the_next_start_resumes(
         store = app.state.services.store
         outline = await provider.generate_outline("Sourdough", 3)
         course, _ = await store.create_course("Sourdough", outline)
-        job_id = course["job"]["job_id"]
+        job_id = course.job.job_id
         # What a kill -9 leaves behind: one lesson complete, one mid-call, one untouched.
         first = await store.claim_next_lesson(job_id)
         assert first is not None
@@ -154,20 +152,20 @@ async def test_a_stale_result_never_overwrites_a_newer_attempt(running: Running)
     store = running.services.store
     outline = await running.provider.generate_outline("Sourdough", 1)
     course, _ = await store.create_course("Sourdough", outline)
-    job_id = course["job"]["job_id"]
+    job_id = course.job.job_id
     claimed = await store.claim_next_lesson(job_id)
     assert claimed is not None
     await store.cancel_job(job_id)  # the call is superseded while it runs
     assert not await store.finish_lesson(job_id, claimed.id, claimed.attempt, content="late")
     lesson = await store.get_lesson(claimed.id)
-    assert lesson is not None and lesson["content_status"] == "pending"
+    assert lesson is not None and lesson.content_status == "pending"
     await store.retry_job(job_id)
     again = await store.claim_next_lesson(job_id)
     assert again is not None and again.attempt == claimed.attempt + 1
     assert not await store.finish_lesson(job_id, claimed.id, claimed.attempt, content="late")
     assert await store.finish_lesson(job_id, again.id, again.attempt, content="fresh")
     lesson = await store.get_lesson(claimed.id)
-    assert lesson is not None and lesson["content"] == "fresh"
+    assert lesson is not None and lesson.content == "fresh"
 
 
 async def test_the_api_key_never_reaches_the_database_or_an_answer(

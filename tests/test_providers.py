@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
+from coursegen.domain import LessonPlan, Outline
 from coursegen.errors import ProviderError
 from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.providers import Provider, make_provider
 from coursegen.providers.anthropic_api import OUTLINE_TOOL, AnthropicProvider
-from coursegen.providers.base import LessonPlan, LessonTooLong, Outline, parse_outline
+from coursegen.providers.base import LessonTooLong, parse_outline
 from coursegen.providers.demo import DemoProvider
 from coursegen.settings import Settings, SettingsError
 from tests.conftest import API_KEY

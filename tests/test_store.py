@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from coursegen.domain import LessonPlan, Outline
 from coursegen.events import Broker
 from coursegen.fake_anthropic import FakeAnthropic
-from coursegen.providers.base import LessonPlan, Outline
 from coursegen.settings import Settings
-from coursegen.store import Store
+from coursegen.store import SqliteStore
 from tests.conftest import Running, counters_hold, job_reaches
 
 # The seed's tables: the same names, before `attempt`, the event log and idempotency keys.
@@ -85,7 +85,7 @@ async def test_a_new_database_never_reuses_ids(running: Running) -> None:
 
 
 async def test_connections_use_wal_foreign_keys_and_normal_sync(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "x.db", Broker())
+    store = await SqliteStore.open(tmp_path / "x.db", Broker().publish)
     try:
         for connection in (store._writer, store._reader):
             pragmas = {}
@@ -103,19 +103,19 @@ async def test_connections_use_wal_foreign_keys_and_normal_sync(tmp_path: Path) 
 
 async def test_a_change_and_its_events_commit_together(tmp_path: Path) -> None:
     broker = Broker()
-    store = await Store.open(tmp_path / "x.db", broker)
+    store = await SqliteStore.open(tmp_path / "x.db", broker.publish)
     try:
         outline = Outline("T", "D", (LessonPlan("a", "b"), LessonPlan("c", "d")))
         course, created = await store.create_course("Topic", outline)
         assert created
-        job_id = course["job"]["job_id"]
+        job_id = course.job.job_id
         # A failing transaction leaves neither the change nor its events behind.
         before = broker.last_id
         with pytest.raises(RuntimeError):
-            await store._write(lambda txn: _fail_after_a_change(txn, course["id"]))
+            await store._write(lambda txn: _fail_after_a_change(txn, course.id))
         assert broker.last_id == before
-        again = await store.get_course(course["id"])
-        assert again is not None and again["title"] == "T"
+        again = await store.get_course(course.id)
+        assert again is not None and again.title == "T"
         assert await store.events_after(before) == []
         # The events of a commit reach the broker in commit order, with the logged ids.
         lesson = await store.claim_next_lesson(job_id)
@@ -123,7 +123,9 @@ async def test_a_change_and_its_events_commit_together(tmp_path: Path) -> None:
         await store.finish_lesson(job_id, lesson.id, lesson.attempt, error="boom")
         logged = await store.events_after(before)
         assert [e.type for e in logged] == ["lesson", "lesson", "progress"]
-        assert broker.since(before) == logged
+        assert [(f.id, f.type, f.data) for f in broker.since(before) or []] == [
+            (e.id, e.type, e.data) for e in logged
+        ]
     finally:
         await store.close()
 

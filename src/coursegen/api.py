@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from coursegen.domain import Course, Lesson, LessonStatus
 from coursegen.errors import NotFound
 from coursegen.openapi import openapi_document
 from coursegen.render import render_markdown
@@ -20,16 +22,17 @@ from coursegen.validation import (
 )
 
 
-def _generate_answer(course: dict[str, Any], provider: str) -> dict[str, Any]:
-    count = len(course["lessons"])
+def _generate_answer(course: Course, provider: str) -> dict[str, Any]:
+    count = len(course.lessons)
     lessons = "1 lesson is" if count == 1 else f"{count} lessons are"
     demo = " (demo provider: sample content written offline)" if provider == "demo" else ""
+    assert course.job is not None  # a course is created with its job
     return {
         "success": True,
-        "course_id": course["id"],
-        "job_id": course["job"]["job_id"],
+        "course_id": course.id,
+        "job_id": course.job.job_id,
         "message": f"Course created; {lessons} being written{demo}.",
-        "course": course,
+        "course": course.to_json(),
     }
 
 
@@ -43,7 +46,9 @@ async def generate(request: Request) -> JSONResponse:
 
 async def list_courses(request: Request) -> JSONResponse:
     courses, last_event_id = await services_of(request).store.list_courses()
-    return JSONResponse({"courses": courses, "last_event_id": last_event_id})
+    return JSONResponse(
+        {"courses": [course.to_json() for course in courses], "last_event_id": last_event_id}
+    )
 
 
 async def course(request: Request) -> Response:
@@ -56,7 +61,7 @@ async def get_course(request: Request) -> JSONResponse:
     course = await services_of(request).store.get_course(parse_id(request.path_params["id"]))
     if course is None:
         raise NotFound("no such course")
-    return JSONResponse(course)
+    return JSONResponse(course.to_json())
 
 
 async def delete_course(request: Request) -> Response:
@@ -68,22 +73,26 @@ async def get_lesson(request: Request) -> JSONResponse:
     lesson = await read_lesson(services_of(request), parse_id(request.path_params["id"]))
     if lesson is None:
         raise NotFound("no such lesson")
-    del lesson["attempt"]
-    return JSONResponse(lesson)
+    return JSONResponse(lesson_json(lesson))
 
 
-async def read_lesson(services: Services, lesson_id: int) -> dict[str, Any] | None:
-    """A lesson as the API shows it, with its `attempt`; while this process writes it,
-    its text is the draft's, fresher than the database's (saved once a second)."""
+async def read_lesson(services: Services, lesson_id: int) -> Lesson | None:
+    """A lesson; while this process writes it, its text is the draft's, fresher than
+    the database's (which gets it once a second)."""
     lesson = await services.store.get_lesson(lesson_id)
     if lesson is None:
         return None
     draft = services.drafts.get(lesson_id)
-    if lesson["content_status"] == "generating" and draft and draft.attempt == lesson["attempt"]:
-        lesson["content"] = draft.text
-    content = lesson["content"]
-    lesson["content_html"] = render_markdown(content) if content is not None else None
+    generating = lesson.content_status is LessonStatus.GENERATING
+    if generating and draft is not None and draft.attempt == lesson.attempt:
+        return dataclasses.replace(lesson, content=draft.text)
     return lesson
+
+
+def lesson_json(lesson: Lesson) -> dict[str, Any]:
+    """The API's lesson: its Markdown and that Markdown rendered and sanitised."""
+    content = lesson.content
+    return lesson.to_json(render_markdown(content) if content is not None else None)
 
 
 async def prioritize_lesson(request: Request) -> JSONResponse:
@@ -91,8 +100,8 @@ async def prioritize_lesson(request: Request) -> JSONResponse:
     lesson_id = parse_id(request.path_params["id"])
     status = await services_of(request).runner.prioritize(lesson_id)
     return JSONResponse(
-        {"lesson_id": lesson_id, "content_status": status},
-        status_code=202 if status == "pending" else 200,
+        {"lesson_id": lesson_id, "content_status": status.value},
+        status_code=202 if status is LessonStatus.PENDING else 200,
     )
 
 
@@ -110,7 +119,7 @@ async def job_progress(request: Request) -> JSONResponse:
     )
     if progress is None:
         raise NotFound("no such job")
-    return JSONResponse(progress)
+    return JSONResponse(progress.to_json())
 
 
 async def retry_job(request: Request) -> JSONResponse:
@@ -122,7 +131,7 @@ async def retry_job(request: Request) -> JSONResponse:
 async def cancel_job(request: Request) -> JSONResponse:
     job_id = parse_job_id(request.path_params["job_id"])
     progress = await services_of(request).runner.cancel(job_id)
-    return JSONResponse(progress, status_code=202)
+    return JSONResponse(progress.to_json(), status_code=202)
 
 
 async def health(request: Request) -> JSONResponse:

@@ -29,7 +29,7 @@ from coursegen.providers import Provider, make_provider
 from coursegen.resources import static_dir
 from coursegen.services import Services
 from coursegen.settings import Settings
-from coursegen.store import Store
+from coursegen.store import open_store
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         broker = Broker()
-        store = await Store.open(settings.db_path, broker)
+        store = await open_store(settings.db_path, broker.publish)
+        broker.reset(await store.newest_event_id())
         own_provider = provider is None
         chosen = provider if provider is not None else make_provider(settings)
         drafts = Drafts()

@@ -1,9 +1,10 @@
 """Committed events in memory: a window on the event log that wakes live streams.
 
-The event log table is the source of truth. The broker holds the newest
-committed rows, each with its SSE frame encoded once, so a thousand streams
-read new events from memory instead of each querying the database; a stream
-whose cursor is older than the window reads the log itself.
+The event log table is the source of truth. The store tells the broker of each
+commit's events; the broker holds the newest of them, each with its SSE frame
+encoded once, so a thousand streams read new events from memory instead of each
+querying the database; a stream whose cursor is older than the window reads the
+log itself (and frames what it read with `Frame.of`).
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-TERMINAL_JOB_STATUSES = frozenset({"complete", "error", "cancelled"})
+from coursegen.domain import Event, JobStatus
+
+TERMINAL_JOB_STATUSES = frozenset(s.value for s in JobStatus if s.finished)
 # Streams are woken this long after a commit, so that commits close together (a lesson
 # finishing, then the next one starting) reach each client in one write, not two.
 COALESCE = 0.002
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    """One committed row of the event log."""
+class Frame:
+    """A committed event as the streams send it."""
 
     id: int
     job_id: str | None
@@ -34,12 +37,11 @@ class Event:
     ends_job: bool = False  # a `job` event that puts its job in a terminal status
 
     @classmethod
-    def from_row(
-        cls, id: int, job_id: str | None, course_id: int | None, type: str, data: str
-    ) -> Event:
+    def of(cls, event: Event) -> Frame:
+        id, type, data = event.id, event.type, event.data
         frame = f"id: {id}\r\nevent: {type}\r\ndata: {data}\r\n\r\n".encode()
         ends = type == "job" and json.loads(data).get("status") in TERMINAL_JOB_STATUSES
-        return cls(id, job_id, course_id, type, data, frame, ends)
+        return cls(id, event.job_id, event.course_id, type, data, frame, ends)
 
 
 def encode_data(data: dict[str, Any]) -> str:
@@ -113,7 +115,7 @@ class Broker:
 
     def __init__(self, capacity: int = 10_000) -> None:
         self._capacity = capacity
-        self._window: deque[Event] = deque()
+        self._window: deque[Frame] = deque()
         # Every event with an id above the floor is in the window (if it still exists).
         self._floor = 0
         self.last_id = 0
@@ -155,9 +157,11 @@ class Broker:
         added = False
         jobs: set[str] = set()
         for event in events:
+            if event.type == "course" and json.loads(event.data)["action"] == "deleted":
+                self._forget_course(event.course_id)  # as the deletion did in the log
             if len(self._window) >= self._capacity:
                 self._floor = self._window.popleft().id
-            self._window.append(event)
+            self._window.append(Frame.of(event))
             self.last_id = event.id
             added = True
             if event.job_id is not None:
@@ -182,16 +186,15 @@ class Broker:
                 if subscription.woken:
                     subscription.wake()
 
-    def forget_course(self, course_id: int) -> None:
-        """Drop a deleted course's events, as its deletion dropped them from the log."""
+    def _forget_course(self, course_id: int | None) -> None:
         kept = [e for e in self._window if e.course_id != course_id]
         self._window = deque(kept)
 
-    def since(self, cursor: int, job_id: str | None = None) -> list[Event] | None:
+    def since(self, cursor: int, job_id: str | None = None) -> list[Frame] | None:
         """Events after `cursor` (of one job, if given), or None if the log must be read."""
         if cursor < self._floor:
             return None
-        newer: list[Event] = []
+        newer: list[Frame] = []
         for event in reversed(self._window):
             if event.id <= cursor:
                 break

@@ -16,13 +16,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
+from coursegen.domain import ClaimedLesson, Course, CourseOutline, JobStatus, LessonStatus, Progress
 from coursegen.drafts import Drafts
 from coursegen.errors import Conflict, ProviderError, ShuttingDown, TooManyJobs
 from coursegen.providers.base import LessonTooLong, Provider
 from coursegen.settings import Settings
-from coursegen.store import ClaimedLesson, CourseOutline, Store
+from coursegen.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class JobRunner:
 
     async def generate(
         self, topic: str, lessons: int | None, idempotency_key: str | None = None
-    ) -> dict[str, Any]:
+    ) -> Course:
         """Ask for the outline, store the course and start its job; return the course."""
         if self._closing:
             raise ShuttingDown("the server is shutting down; try again in a moment")
@@ -96,7 +96,7 @@ class JobRunner:
             if stored is not None:
                 if stored[0] != fingerprint:
                     raise Conflict("this Idempotency-Key was already used for another request")
-                return stored[1]
+                return Course.from_json(stored[1])
             return await self._create(topic, lessons, (idempotency_key, fingerprint))
 
     async def retry_lesson(self, lesson_id: int) -> str:
@@ -104,10 +104,10 @@ class JobRunner:
         self.kick(job_id)
         return job_id
 
-    async def prioritize(self, lesson_id: int) -> str:
+    async def prioritize(self, lesson_id: int) -> LessonStatus:
         """Make a pending lesson the next one written; its status (pending if it was)."""
         status = await self._store.prioritize(lesson_id)
-        if status == "pending":
+        if status is LessonStatus.PENDING:
             # Its job's driver may have stopped (a cancelled job resumes only by retry).
             job_id = await self._store.lesson_job(lesson_id)
             if job_id is not None:
@@ -119,7 +119,7 @@ class JobRunner:
         self.kick(job_id)
         return retried
 
-    async def cancel(self, job_id: str) -> dict[str, Any]:
+    async def cancel(self, job_id: str) -> Progress:
         """Cancel a running job: first in the database, so no new lesson starts, then its calls."""
         progress = await self._store.cancel_job(job_id)
         await self._stop([job_id])
@@ -127,10 +127,10 @@ class JobRunner:
 
     async def delete_course(self, course_id: int) -> None:
         course = await self._store.get_course(course_id)
-        job = course["job"] if course else None
-        if job and job["status"] == "running":
+        job = course.job if course else None
+        if job and job.status is JobStatus.RUNNING:
             with contextlib.suppress(Conflict):  # it finished meanwhile: nothing to stop
-                await self.cancel(job["job_id"])
+                await self.cancel(job.job_id)
         await self._store.delete_course(course_id)
 
     # -- running --------------------------------------------------------------------------
@@ -148,7 +148,7 @@ class JobRunner:
 
     async def _create(
         self, topic: str, lessons: int | None, idempotency: tuple[str, str] | None
-    ) -> dict[str, Any]:
+    ) -> Course:
         if await self._store.count_running_jobs() + self._admitting >= self._max_active_jobs:
             raise TooManyJobs(
                 f"{self._max_active_jobs} courses are being written already; "
@@ -169,8 +169,8 @@ class JobRunner:
             )
         finally:
             self._admitting -= 1
-        if created:
-            self.kick(course["job"]["job_id"])
+        if created and course.job is not None:
+            self.kick(course.job.job_id)
         return course
 
     async def _drive(self, job_id: str, driver: _Driver) -> None:

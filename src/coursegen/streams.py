@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,11 +11,11 @@ from typing import Any
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 
-from coursegen.api import read_lesson
+from coursegen.api import lesson_json
+from coursegen.domain import Lesson, LessonStatus
 from coursegen.drafts import Reader
 from coursegen.errors import NotFound
-from coursegen.events import TERMINAL_JOB_STATUSES, Event, Subscription, encode_data
-from coursegen.render import render_markdown
+from coursegen.events import Frame, Subscription, encode_data
 from coursegen.services import Services, services_of
 from coursegen.store import EVENT_PAGE
 from coursegen.validation import parse_cursor, parse_id, parse_job_id
@@ -42,23 +43,20 @@ async def job_events(request: Request) -> EventSourceResponse:
     services = services_of(request)
     job_id = parse_job_id(request.path_params["job_id"])
     cursor = parse_cursor(request)
-    first: Event | None = None
+    first: bytes | None = None
     if cursor is None:
-        found = await services.store.job_snapshot(job_id)
-        if found is None:
+        snapshot = await services.store.job_snapshot(job_id)
+        if snapshot is None:
             raise NotFound("no such job")
-        snapshot, cursor = found
-        first = Event.from_row(
-            cursor, job_id, snapshot["job"]["course_id"], "snapshot", encode_data(snapshot)
-        )
-        status = snapshot["job"]["status"]
+        cursor = snapshot.newest_event_id
+        first = _frame("snapshot", snapshot.to_json(), id=cursor)
+        status = snapshot.job.status
     else:
         progress = await services.store.get_progress(job_id)
         if progress is None:
             raise NotFound("no such job")
-        status = progress["status"]
-    ended = status in TERMINAL_JOB_STATUSES
-    return _response(services, follow(services, cursor, job_id, first, ended))
+        status = progress.status
+    return _response(services, follow(services, cursor, job_id, first, status.finished))
 
 
 async def all_events(request: Request) -> EventSourceResponse:
@@ -71,7 +69,7 @@ async def all_events(request: Request) -> EventSourceResponse:
 
 
 async def follow(
-    services: Services, cursor: int, job_id: str | None, first: Event | None, ended: bool
+    services: Services, cursor: int, job_id: str | None, first: bytes | None, ended: bool
 ) -> AsyncIterator[bytes]:
     """Send every event after `cursor` exactly once, in order, then wait for more.
 
@@ -84,7 +82,7 @@ async def follow(
     subscription = broker.subscribe(job_id, services.settings.ping_interval)
     try:
         if first is not None:
-            yield first.frame
+            yield first
         # Every event of interest with an id up to `position` has been sent.
         position = cursor
         while True:
@@ -92,7 +90,7 @@ async def follow(
             batch = broker.since(position, job_id)
             from_log = batch is None
             if batch is None:  # older than the broker's window: read the log
-                batch = await store.events_after(position, job_id)
+                batch = [Frame.of(e) for e in await store.events_after(position, job_id)]
             if batch:
                 # One write for what one commit (or one page of the log) holds.
                 yield batch[0].frame if len(batch) == 1 else b"".join(e.frame for e in batch)
@@ -116,7 +114,7 @@ async def follow(
         subscription.close()
 
 
-TERMINAL_LESSON_STATUSES = frozenset({"complete", "error"})
+TERMINAL_LESSON_STATUSES = frozenset(s.value for s in LessonStatus if s.finished)
 # A lesson the database calls `generating` before its draft appears here (the claim
 # has committed, its call has not begun): read again this many times, then trust it.
 _SNAPSHOT_READS = 5
@@ -154,31 +152,30 @@ async def _lesson_snapshot(services: Services, reader: Reader) -> dict[str, Any]
 
     From the moment of the snapshot, the reader gets every later chunk of that draft.
     """
-    lesson: dict[str, Any] | None = None
+    lesson: Lesson | None = None
     for _ in range(_SNAPSHOT_READS):
-        lesson = await read_lesson(services, reader.lesson_id)
+        lesson = await services.store.get_lesson(reader.lesson_id)
         if lesson is None:
             return None
         draft = services.drafts.get(reader.lesson_id)
-        if draft is not None and draft.attempt >= lesson["attempt"]:
+        if draft is not None and draft.attempt >= lesson.attempt:
             text = draft.attach(reader)
-            lesson.update(
+            lesson = dataclasses.replace(
+                lesson,
                 content=text,
-                content_html=render_markdown(text),
-                content_status="generating",
+                content_status=LessonStatus.GENERATING,
                 content_error=None,
                 attempt=draft.attempt,
             )
             break
-        if lesson["content_status"] != "generating":
+        if lesson.content_status is not LessonStatus.GENERATING:
             reader.start_over()
             break
         await asyncio.sleep(0.01)
     else:
         reader.start_over()
     assert lesson is not None
-    attempt = lesson.pop("attempt")
-    return {"lesson": lesson, "attempt": attempt}
+    return {"lesson": lesson_json(lesson), "attempt": lesson.attempt}
 
 
 async def follow_lesson(
@@ -206,7 +203,7 @@ async def follow_lesson(
                     return
             batch = broker.since(position, job_id)
             if batch is None:
-                batch = await store.events_after(position, job_id)
+                batch = [Frame.of(e) for e in await store.events_after(position, job_id)]
             # Chunks first: every chunk that precedes a status change in this batch was
             # handed over before that change committed, so before the batch was read.
             out = [reader.take()]
@@ -234,5 +231,6 @@ async def follow_lesson(
         subscription.close()
 
 
-def _frame(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\r\ndata: {encode_data(data)}\r\n\r\n".encode()
+def _frame(event: str, data: dict[str, Any], *, id: int | None = None) -> bytes:
+    head = "" if id is None else f"id: {id}\r\n"
+    return f"{head}event: {event}\r\ndata: {encode_data(data)}\r\n\r\n".encode()

@@ -192,4 +192,4 @@ async def settle(live: Live, job_id: str) -> dict[str, Any]:
 async def lesson_ids(live: Live, course_id: int) -> list[int]:
     course = await live.services.store.get_course(course_id)
     assert course is not None
-    return [lesson["id"] for lesson in course["lessons"]]
+    return [lesson.id for lesson in course.lessons]

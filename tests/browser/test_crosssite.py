@@ -169,7 +169,7 @@ async def _state(live: Live, job_id: str) -> tuple[list[str], str]:
     courses, _ = await live.services.store.list_courses()
     progress = await live.services.store.get_progress(job_id)
     assert progress is not None
-    return [c["topic"] for c in courses], progress["status"]
+    return [c.topic for c in courses], progress.status
 
 
 async def test_attacks_from_another_origin_change_and_read_nothing(
@@ -201,7 +201,7 @@ async def test_attacks_from_another_origin_change_and_read_nothing(
     assert topics == ["Knot tying"]  # nothing planted
     assert status == "running"  # not cancelled
     lesson = await victim.services.store.get_lesson(1)
-    assert lesson is not None and lesson["content_status"] in ("pending", "generating")
+    assert lesson is not None and lesson.content_status in ("pending", "generating")
 
 
 async def test_a_rebound_name_gets_nothing(victim: Live, attacker: Attacker) -> None:

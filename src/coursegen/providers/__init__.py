@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from coursegen.providers.base import LessonPlan, Outline, Provider
+from coursegen.domain import LessonPlan, Outline
+from coursegen.providers.base import Provider
 from coursegen.settings import Settings
 
 __all__ = ["LessonPlan", "Outline", "Provider", "make_provider"]

@@ -9,12 +9,12 @@ import anthropic
 from anthropic import AsyncAnthropic
 from anthropic.types import MessageParam
 
+from coursegen.domain import Outline
 from coursegen.errors import ProviderError
 from coursegen.providers.base import (
     OUTLINE_SCHEMA,
     LessonResult,
     LessonTooLong,
-    Outline,
     TextSink,
     parse_outline,
 )

@@ -6,24 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from coursegen.domain import LessonPlan, Outline
 from coursegen.errors import ProviderError
 
 MAX_OUTLINE_LESSONS = 30
 MAX_TITLE = 300
 MAX_DESCRIPTION = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class LessonPlan:
-    title: str
-    description: str
-
-
-@dataclass(frozen=True, slots=True)
-class Outline:
-    title: str
-    description: str
-    lessons: tuple[LessonPlan, ...]
 
 
 # Called with each piece of a lesson's text as the model writes it, in order.

@@ -6,7 +6,8 @@ import asyncio
 import hashlib
 import re
 
-from coursegen.providers.base import LessonPlan, LessonResult, Outline, TextSink
+from coursegen.domain import LessonPlan, Outline
+from coursegen.providers.base import LessonResult, TextSink
 
 DEFAULT_LESSONS = 6
 

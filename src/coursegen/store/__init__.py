@@ -1,7 +1,14 @@
-"""The database: the one owner of the SQLite connections and of every SQL statement."""
+"""The database: the one owner of every SQL statement, behind one interface."""
 
-from coursegen.store.database import EVENT_PAGE, ClaimedLesson, Store
-from coursegen.store.queries import CourseOutline
-from coursegen.store.transaction import progress_view, utcnow
+from pathlib import Path
 
-__all__ = ["EVENT_PAGE", "ClaimedLesson", "CourseOutline", "Store", "progress_view", "utcnow"]
+from coursegen.store.base import EVENT_PAGE, OnCommit, Store
+from coursegen.store.sqlite import SqliteStore
+
+
+async def open_store(db: Path, on_commit: OnCommit) -> Store:
+    """The store the setting names: the SQLite file at `db` (created if needed)."""
+    return await SqliteStore.open(db, on_commit)
+
+
+__all__ = ["EVENT_PAGE", "OnCommit", "SqliteStore", "Store", "open_store"]

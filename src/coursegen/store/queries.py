@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from coursegen.events import Event
-from coursegen.providers.base import LessonPlan, Outline
-from coursegen.store.transaction import JOB_COLUMNS, LATEST_JOB, Transaction, progress_view
+from coursegen.domain import (
+    Course,
+    CourseListItem,
+    CourseOutline,
+    Event,
+    JobSnapshot,
+    Lesson,
+    LessonPlan,
+    LessonStatus,
+    Outline,
+    Progress,
+)
+from coursegen.store.transaction import (
+    JOB_COLUMNS,
+    LATEST_JOB,
+    Transaction,
+    progress_of,
+    summary_of,
+)
 
 IDEMPOTENCY_TTL = 24 * 3600
 
 
-@dataclass(frozen=True, slots=True)
-class CourseOutline:
-    """What a lesson prompt needs: the topic and the whole outline, in course order."""
-
-    topic: str
-    outline: Outline
-    lesson_ids: tuple[int, ...]
-
-
-async def list_courses(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
+async def list_courses(txn: Transaction) -> tuple[list[CourseListItem], int]:
     """Every course, newest first, with its lesson count and job; and the newest event id."""
     rows = await txn.fetchall(
         "SELECT c.id, c.topic, c.title, coalesce(c.description, '') AS description, c.created_at, "
@@ -31,7 +37,7 @@ async def list_courses(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
         f"{LATEST_JOB.format(course='c.id')} AS job_id FROM courses c ORDER BY c.id DESC"
     )
     jobs = {
-        job["id"]: progress_view(job)
+        job["id"]: progress_of(job)
         for job in await txn.fetchall(
             f"SELECT {JOB_COLUMNS} FROM content_generation_jobs "
             "WHERE id IN (SELECT value FROM json_each(?))",
@@ -39,21 +45,21 @@ async def list_courses(txn: Transaction) -> tuple[list[dict[str, Any]], int]:
         )
     }
     courses = [
-        {
-            "id": row["id"],
-            "topic": row["topic"],
-            "title": row["title"],
-            "description": row["description"],
-            "created_at": row["created_at"],
-            "lesson_count": row["lesson_count"],
-            "job": jobs.get(row["job_id"]),
-        }
+        CourseListItem(
+            id=row["id"],
+            topic=row["topic"],
+            title=row["title"],
+            description=row["description"],
+            created_at=row["created_at"],
+            lesson_count=row["lesson_count"],
+            job=jobs.get(row["job_id"]),
+        )
         for row in rows
     ]
     return courses, await newest_event_id(txn)
 
 
-async def course_view(txn: Transaction, course_id: int) -> dict[str, Any] | None:
+async def course_view(txn: Transaction, course_id: int) -> Course | None:
     """A course with its newest job and its lessons in course order."""
     course = await txn.fetchone(
         "SELECT id, topic, title, coalesce(description, '') AS description, created_at, "
@@ -67,13 +73,18 @@ async def course_view(txn: Transaction, course_id: int) -> dict[str, Any] | None
         "content_error FROM lessons WHERE course_id = ? ORDER BY position, id",
         (course_id,),
     )
-    view = {key: course[key] for key in ("id", "topic", "title", "description", "created_at")}
-    view["job"] = await progress(txn, course["job_id"]) if course["job_id"] else None
-    view["lessons"] = [dict(row) for row in lessons]
-    return view
+    return Course(
+        id=course["id"],
+        topic=course["topic"],
+        title=course["title"],
+        description=course["description"],
+        created_at=course["created_at"],
+        job=await progress(txn, course["job_id"]) if course["job_id"] else None,
+        lessons=tuple(summary_of(row) for row in lessons),
+    )
 
 
-async def lesson_view(txn: Transaction, lesson_id: int) -> dict[str, Any] | None:
+async def lesson_view(txn: Transaction, lesson_id: int) -> Lesson | None:
     """A lesson; its content is the text so far while generating, none while pending."""
     row = await txn.fetchone(
         "SELECT id, course_id, position, title, coalesce(description, '') AS description, "
@@ -83,10 +94,20 @@ async def lesson_view(txn: Transaction, lesson_id: int) -> dict[str, Any] | None
     )
     if row is None:
         return None
-    lesson = dict(row)
-    if lesson["content_status"] == "pending":
-        lesson["content"] = None
-    return lesson
+    status = LessonStatus(row["content_status"])
+    return Lesson(
+        id=row["id"],
+        course_id=row["course_id"],
+        job_id=row["job_id"],
+        position=row["position"],
+        title=row["title"],
+        description=row["description"],
+        content=None if status is LessonStatus.PENDING else row["content"],
+        content_status=status,
+        content_error=row["content_error"],
+        updated_at=row["updated_at"],
+        attempt=row["attempt"],
+    )
 
 
 async def lesson_job(txn: Transaction, lesson_id: int) -> str | None:
@@ -98,14 +119,14 @@ async def lesson_job(txn: Transaction, lesson_id: int) -> str | None:
     return row["job_id"] if row else None
 
 
-async def progress(txn: Transaction, job_id: str) -> dict[str, Any] | None:
+async def progress(txn: Transaction, job_id: str) -> Progress | None:
     job = await txn.fetchone(
         f"SELECT {JOB_COLUMNS} FROM content_generation_jobs WHERE id = ?", (job_id,)
     )
-    return progress_view(job) if job else None
+    return progress_of(job) if job else None
 
 
-async def job_snapshot(txn: Transaction, job_id: str) -> tuple[dict[str, Any], int] | None:
+async def job_snapshot(txn: Transaction, job_id: str) -> JobSnapshot | None:
     """A job's progress and lessons, with the id of its newest event.
 
     One statement, so one consistent snapshot without a transaction around it: a
@@ -115,16 +136,19 @@ async def job_snapshot(txn: Transaction, job_id: str) -> tuple[dict[str, Any], i
         f"SELECT {JOB_COLUMNS}, "
         "(SELECT coalesce(max(e.id), 0) FROM events e WHERE e.job_id = j.id) AS newest, "
         "(SELECT json_group_array(json_object('id', l.id, 'position', l.position, "
-        "'title', l.title, 'content_status', l.content_status, "
-        "'content_error', l.content_error)) FROM lessons l WHERE l.course_id = j.course_id) "
-        "AS lessons FROM content_generation_jobs j WHERE j.id = ?",
+        "'title', l.title, 'description', coalesce(l.description, ''), "
+        "'content_status', l.content_status, 'content_error', l.content_error)) "
+        "FROM lessons l WHERE l.course_id = j.course_id) AS lessons "
+        "FROM content_generation_jobs j WHERE j.id = ?",
         (job_id,),
     )
     if row is None:
         return None
-    lessons = json.loads(row["lessons"])
-    lessons.sort(key=lambda lesson: (lesson["position"], lesson["id"]))
-    return {"job": progress_view(row), "lessons": lessons}, row["newest"]
+    lessons = sorted(
+        (summary_of(lesson) for lesson in json.loads(row["lessons"])),
+        key=lambda lesson: (lesson.position, lesson.id),
+    )
+    return JobSnapshot(progress_of(row), tuple(lessons), row["newest"])
 
 
 async def course_outline(txn: Transaction, job_id: str) -> CourseOutline | None:
@@ -160,7 +184,7 @@ async def events_after(
         sql += "AND job_id = ? "
         params = (cursor, job_id)
     rows = await txn.fetchall(sql + "ORDER BY id LIMIT ?", (*params, limit))
-    return [Event.from_row(*row) for row in rows]
+    return [Event(*row) for row in rows]
 
 
 async def newest_event_id(txn: Transaction) -> int:

@@ -8,7 +8,8 @@ from typing import Any
 
 import aiosqlite
 
-from coursegen.events import Event, encode_data
+from coursegen.domain import Event, JobStatus, LessonStatus, LessonSummary, Progress
+from coursegen.events import encode_data
 
 # The newest job of a course (one per course today; older databases may hold more).
 LATEST_JOB = (
@@ -27,21 +28,30 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def progress_view(row: aiosqlite.Row | dict[str, Any]) -> dict[str, Any]:
-    total = row["total_lessons"]
-    settled = row["completed_lessons"] + row["failed_lessons"]
-    return {
-        "job_id": row["id"],
-        "course_id": row["course_id"],
-        "status": row["status"],
-        "progress": settled * 100 // total if total else 0,
-        "total_lessons": total,
-        "completed_lessons": row["completed_lessons"],
-        "failed_lessons": row["failed_lessons"],
-        "error_message": row["error_message"],
-        "started_at": row["started_at"],
-        "completed_at": row["completed_at"],
-    }
+def progress_of(row: aiosqlite.Row | dict[str, Any]) -> Progress:
+    """A job row (JOB_COLUMNS) as its progress."""
+    return Progress(
+        job_id=row["id"],
+        course_id=row["course_id"],
+        status=JobStatus(row["status"]),
+        total_lessons=row["total_lessons"],
+        completed_lessons=row["completed_lessons"],
+        failed_lessons=row["failed_lessons"],
+        error_message=row["error_message"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+    )
+
+
+def summary_of(row: aiosqlite.Row | dict[str, Any]) -> LessonSummary:
+    return LessonSummary(
+        id=row["id"],
+        position=row["position"],
+        title=row["title"],
+        description=row["description"],
+        content_status=LessonStatus(row["content_status"]),
+        content_error=row["content_error"],
+    )
 
 
 # What an UPDATE of lessons returns, so that `lesson_changed` can announce the change.
@@ -66,7 +76,6 @@ class Transaction:
         self.db = db
         self._emitted: list[tuple[str | None, int | None, str, str, str]] = []
         self.events: list[Event] = []
-        self.forgotten_courses: list[int] = []
 
     def emit(
         self, type: str, data: dict[str, Any], *, job_id: str | None, course_id: int | None
@@ -87,7 +96,7 @@ class Transaction:
             # Rows get rising ids in VALUES order; RETURNING's order is not promised.
             ids = sorted(row["id"] for row in rows)
             self.events += [
-                Event.from_row(id, job_id, course_id, type, data)
+                Event(id, job_id, course_id, type, data)
                 for id, (job_id, course_id, type, data, _) in zip(ids, page, strict=True)
             ]
         self._emitted.clear()
@@ -106,7 +115,7 @@ class Transaction:
             "lesson", _lesson_event(job_id, course_id, row), job_id=job_id, course_id=course_id
         )
 
-    async def refresh_job(self, job_id: str, *, reopen: bool = False) -> dict[str, Any]:
+    async def refresh_job(self, job_id: str, *, reopen: bool = False) -> Progress:
         """Derive the job's counters and status from its lessons; emit what changed."""
         job = await self.fetchone(
             f"SELECT {JOB_COLUMNS}, "
@@ -154,9 +163,9 @@ class Transaction:
                     job_id,
                 ),
             )
-        progress = progress_view(new)
+        progress = progress_of(new)
         if counters_changed:
-            self.emit("progress", progress, job_id=job_id, course_id=job["course_id"])
+            self.emit("progress", progress.to_json(), job_id=job_id, course_id=job["course_id"])
         if status_changed:
-            self.emit("job", progress, job_id=job_id, course_id=job["course_id"])
+            self.emit("job", progress.to_json(), job_id=job_id, course_id=job["course_id"])
         return progress

@@ -1,4 +1,4 @@
-"""The database: the one owner of the SQLite connections and of every SQL statement.
+"""The SQLite engine: the one owner of the SQLite connections and of their SQL.
 
 Writes go through one connection, one transaction at a time (an asyncio lock:
 an aiosqlite transaction belongs to the connection, not to the task). Each
@@ -18,17 +18,27 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
+from coursegen.domain import (
+    ClaimedLesson,
+    Course,
+    CourseListItem,
+    CourseOutline,
+    Event,
+    JobSnapshot,
+    Lesson,
+    LessonStatus,
+    Outline,
+    Progress,
+)
 from coursegen.errors import Conflict, NotFound
-from coursegen.events import Broker, Event
-from coursegen.providers.base import Outline
 from coursegen.store import queries
-from coursegen.store.queries import IDEMPOTENCY_TTL, CourseOutline
+from coursegen.store.base import EVENT_PAGE, OnCommit
+from coursegen.store.queries import IDEMPOTENCY_TTL
 from coursegen.store.schema import connect, migrate
 from coursegen.store.transaction import LATEST_JOB, LESSON_CHANGE, Transaction, utcnow
 
@@ -36,35 +46,22 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-EVENT_PAGE = 500
 
-
-@dataclass(frozen=True, slots=True)
-class ClaimedLesson:
-    """A lesson a runner has just moved to `generating`."""
-
-    id: int
-    position: int
-    attempt: int
-    job_id: str
-    course_id: int
-
-
-class Store:
+class SqliteStore:
     """Async access to courses, lessons, jobs, the event log and idempotency keys."""
 
     def __init__(
-        self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, broker: Broker
+        self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, on_commit: OnCommit
     ) -> None:
         self._writer = writer
         self._reader = reader
-        self._broker = broker
+        self._on_commit = on_commit
         self._write_lock = asyncio.Lock()
         self._read_lock = asyncio.Lock()
         self._running: set[asyncio.Task[Any]] = set()
 
     @classmethod
-    async def open(cls, path: Path, broker: Broker) -> Store:
+    async def open(cls, path: Path, on_commit: OnCommit) -> SqliteStore:
         """Open (creating if needed) the database at `path` and bring its schema up to date."""
         writer = await connect(path, read_only=False)
         try:
@@ -73,9 +70,7 @@ class Store:
         except BaseException:
             await writer.close()
             raise
-        store = cls(writer, reader, broker)
-        broker.reset(await store.newest_event_id())
-        return store
+        return cls(writer, reader, on_commit)
 
     async def close(self) -> None:
         """Wait for the transactions under way, then close both connections."""
@@ -110,9 +105,8 @@ class Store:
                 except BaseException:
                     await self._writer.execute("ROLLBACK")
                     raise
-                for course_id in txn.forgotten_courses:
-                    self._broker.forget_course(course_id)
-                self._broker.publish(txn.events)
+                # Still under the lock: the callback sees transactions in commit order.
+                self._on_commit(txn.events)
                 return result
 
         return await self._shielded(run())
@@ -145,7 +139,7 @@ class Store:
 
     async def create_course(
         self, topic: str, outline: Outline, *, idempotency: tuple[str, str] | None = None
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[Course, bool]:
         """Store a course, its pending lessons and a running job in one transaction.
 
         With an (Idempotency-Key, fingerprint) whose answer is already stored, nothing is
@@ -153,7 +147,7 @@ class Store:
         """
         job_id = str(uuid.uuid4())
 
-        async def work(txn: Transaction) -> tuple[dict[str, Any], bool]:
+        async def work(txn: Transaction) -> tuple[Course, bool]:
             now = utcnow()
             if idempotency:
                 await txn.db.execute(
@@ -162,7 +156,7 @@ class Store:
                 )
                 stored = await queries.idempotent_answer(txn, idempotency[0])
                 if stored:
-                    return stored[1], False
+                    return Course.from_json(stored[1]), False
             cursor = await txn.db.execute(
                 "INSERT INTO courses (topic, title, description, created_at) VALUES (?, ?, ?, ?)",
                 (topic, outline.title, outline.description, now),
@@ -185,17 +179,17 @@ class Store:
             )
             assert course_id is not None
             course = await queries.course_view(txn, course_id)
-            assert course is not None
+            assert course is not None and course.job is not None
             txn.emit(
                 "course", {"course_id": course_id, "action": "created"},
                 job_id=None, course_id=course_id,
             )  # fmt: skip
-            txn.emit("job", course["job"], job_id=job_id, course_id=course_id)
+            txn.emit("job", course.job.to_json(), job_id=job_id, course_id=course_id)
             if idempotency:
                 await txn.db.execute(
                     "INSERT INTO idempotency_keys (key, fingerprint, response, created_at) "
                     "VALUES (?, ?, ?, ?)",
-                    (idempotency[0], idempotency[1], json.dumps(course), time.time()),
+                    (idempotency[0], idempotency[1], json.dumps(course.to_json()), time.time()),
                 )
             return course, True
 
@@ -232,10 +226,10 @@ class Store:
 
         return await self._write(work)
 
-    async def prioritize(self, lesson_id: int) -> str:
+    async def prioritize(self, lesson_id: int) -> LessonStatus:
         """Put a pending lesson ahead of every other; the lesson's status (as it was)."""
 
-        async def work(txn: Transaction) -> str:
+        async def work(txn: Transaction) -> LessonStatus:
             row = await txn.fetchone(
                 "SELECT content_status FROM lessons WHERE id = ?", (lesson_id,)
             )
@@ -247,8 +241,7 @@ class Store:
                     "(SELECT coalesce(max(priority), 0) + 1 FROM lessons) WHERE id = ?",
                     (lesson_id,),
                 )
-            status: str = row["content_status"]
-            return status
+            return LessonStatus(row["content_status"])
 
         return await self._write(work)
 
@@ -343,10 +336,10 @@ class Store:
 
     # -- the user's actions -----------------------------------------------------------
 
-    async def cancel_job(self, job_id: str) -> dict[str, Any]:
+    async def cancel_job(self, job_id: str) -> Progress:
         """Cancel a running job; its `generating` lessons go back to `pending`."""
 
-        async def work(txn: Transaction) -> dict[str, Any]:
+        async def work(txn: Transaction) -> Progress:
             job = await txn.fetchone(
                 "UPDATE content_generation_jobs SET status = 'cancelled', completed_at = ? "
                 "WHERE id = ? AND status = 'running' RETURNING course_id",
@@ -368,7 +361,7 @@ class Store:
             for row in sorted(rows, key=lambda r: r["position"]):
                 txn.lesson_changed(job_id, job["course_id"], row)
             progress = await txn.refresh_job(job_id)
-            txn.emit("job", progress, job_id=job_id, course_id=job["course_id"])
+            txn.emit("job", progress.to_json(), job_id=job_id, course_id=job["course_id"])
             return progress
 
         return await self._write(work)
@@ -447,7 +440,6 @@ class Store:
             for table in ("events", "lessons", "content_generation_jobs", "courses"):
                 column = "id" if table == "courses" else "course_id"
                 await txn.db.execute(f"DELETE FROM {table} WHERE {column} = ?", (course_id,))
-            txn.forgotten_courses.append(course_id)
             txn.emit(
                 "course", {"course_id": course_id, "action": "deleted"},
                 job_id=None, course_id=course_id,
@@ -457,19 +449,19 @@ class Store:
 
     # -- reads, each on one consistent snapshot ------------------------------------------
 
-    async def list_courses(self) -> tuple[list[dict[str, Any]], int]:
+    async def list_courses(self) -> tuple[list[CourseListItem], int]:
         return await self._read(queries.list_courses)
 
-    async def get_course(self, course_id: int) -> dict[str, Any] | None:
+    async def get_course(self, course_id: int) -> Course | None:
         return await self._read(lambda txn: queries.course_view(txn, course_id))
 
-    async def get_lesson(self, lesson_id: int) -> dict[str, Any] | None:
+    async def get_lesson(self, lesson_id: int) -> Lesson | None:
         return await self._read_one(lambda txn: queries.lesson_view(txn, lesson_id))
 
-    async def get_progress(self, job_id: str) -> dict[str, Any] | None:
+    async def get_progress(self, job_id: str) -> Progress | None:
         return await self._read_one(lambda txn: queries.progress(txn, job_id))
 
-    async def job_snapshot(self, job_id: str) -> tuple[dict[str, Any], int] | None:
+    async def job_snapshot(self, job_id: str) -> JobSnapshot | None:
         return await self._read_one(lambda txn: queries.job_snapshot(txn, job_id))
 
     async def lesson_job(self, lesson_id: int) -> str | None:

@@ -1,0 +1,264 @@
+"""The records the service deals in: statuses, outlines, courses, lessons, jobs, events.
+
+Every store engine returns these, the providers produce outlines of them, and the
+API turns them into JSON with `to_json` at its edge: one shape each, seen by mypy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class LessonStatus(StrEnum):
+    PENDING = "pending"
+    GENERATING = "generating"
+    COMPLETE = "complete"
+    ERROR = "error"
+
+    @property
+    def finished(self) -> bool:
+        return self in (LessonStatus.COMPLETE, LessonStatus.ERROR)
+
+
+class JobStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETE = "complete"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self is not JobStatus.RUNNING
+
+
+@dataclass(frozen=True, slots=True)
+class LessonPlan:
+    title: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outline:
+    title: str
+    description: str
+    lessons: tuple[LessonPlan, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A job's state: the progress object of the API and of `progress`/`job` events."""
+
+    job_id: str
+    course_id: int
+    status: JobStatus
+    total_lessons: int
+    completed_lessons: int
+    failed_lessons: int
+    error_message: str | None
+    started_at: str
+    completed_at: str | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Progress:
+        return cls(
+            job_id=data["job_id"],
+            course_id=data["course_id"],
+            status=JobStatus(data["status"]),
+            total_lessons=data["total_lessons"],
+            completed_lessons=data["completed_lessons"],
+            failed_lessons=data["failed_lessons"],
+            error_message=data["error_message"],
+            started_at=data["started_at"],
+            completed_at=data["completed_at"],
+        )
+
+    @property
+    def percent(self) -> int:
+        settled = self.completed_lessons + self.failed_lessons
+        return settled * 100 // self.total_lessons if self.total_lessons else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "course_id": self.course_id,
+            "status": self.status.value,
+            "progress": self.percent,
+            "total_lessons": self.total_lessons,
+            "completed_lessons": self.completed_lessons,
+            "failed_lessons": self.failed_lessons,
+            "error_message": self.error_message,
+            "started_at": self.started_at,
+            "completed_at": self.completed_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LessonSummary:
+    """A lesson as a course, a job snapshot and a `lesson` event list it."""
+
+    id: int
+    position: int
+    title: str
+    description: str
+    content_status: LessonStatus
+    content_error: str | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LessonSummary:
+        return cls(
+            id=data["id"],
+            position=data["position"],
+            title=data["title"],
+            description=data.get("description", ""),
+            content_status=LessonStatus(data["content_status"]),
+            content_error=data["content_error"],
+        )
+
+    def to_json(self, *, description: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "position": self.position, "title": self.title}
+        if description:
+            data["description"] = self.description
+        data["content_status"] = self.content_status.value
+        data["content_error"] = self.content_error
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Course:
+    """A course with its newest job and its lessons in course order."""
+
+    id: int
+    topic: str
+    title: str
+    description: str
+    created_at: str
+    job: Progress | None
+    lessons: tuple[LessonSummary, ...]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Course:
+        """A course from its `to_json` (an answer stored for an Idempotency-Key)."""
+        return cls(
+            id=data["id"],
+            topic=data["topic"],
+            title=data["title"],
+            description=data["description"],
+            created_at=data["created_at"],
+            job=Progress.from_json(data["job"]) if data["job"] else None,
+            lessons=tuple(LessonSummary.from_json(lesson) for lesson in data["lessons"]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "topic": self.topic,
+            "title": self.title,
+            "description": self.description,
+            "created_at": self.created_at,
+            "job": self.job.to_json() if self.job else None,
+            "lessons": [lesson.to_json() for lesson in self.lessons],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CourseListItem:
+    """A course in the list: its lesson count and job instead of its lessons."""
+
+    id: int
+    topic: str
+    title: str
+    description: str
+    created_at: str
+    lesson_count: int
+    job: Progress | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "topic": self.topic,
+            "title": self.title,
+            "description": self.description,
+            "created_at": self.created_at,
+            "lesson_count": self.lesson_count,
+            "job": self.job.to_json() if self.job else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Lesson:
+    """One lesson whole. `content` is the text so far while generating, None while pending."""
+
+    id: int
+    course_id: int
+    job_id: str | None
+    position: int
+    title: str
+    description: str
+    content: str | None
+    content_status: LessonStatus
+    content_error: str | None
+    updated_at: str
+    attempt: int
+
+    def to_json(self, content_html: str | None) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "course_id": self.course_id,
+            "job_id": self.job_id,
+            "position": self.position,
+            "title": self.title,
+            "description": self.description,
+            "content": self.content,
+            "content_html": content_html,
+            "content_status": self.content_status.value,
+            "content_error": self.content_error,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    """A job's progress and lessons, and the id of its newest event."""
+
+    job: Progress
+    lessons: tuple[LessonSummary, ...]
+    newest_event_id: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job": self.job.to_json(),
+            "lessons": [lesson.to_json(description=False) for lesson in self.lessons],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CourseOutline:
+    """What a lesson prompt needs: the topic and the whole outline, in course order."""
+
+    topic: str
+    outline: Outline
+    lesson_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedLesson:
+    """A lesson a runner has just moved to `generating`."""
+
+    id: int
+    position: int
+    attempt: int
+    job_id: str
+    course_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One committed row of the event log; `data` is one line of JSON."""
+
+    id: int
+    job_id: str | None
+    course_id: int | None
+    type: str
+    data: str
