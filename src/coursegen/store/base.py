@@ -12,8 +12,10 @@ from coursegen.domain import (
     CourseOutline,
     Event,
     JobSnapshot,
+    JobStatus,
     Lesson,
     LessonStatus,
+    LessonSummary,
     Outline,
     Progress,
 )
@@ -23,6 +25,68 @@ EVENT_PAGE = 500
 
 # Told of each transaction's events once it has committed, in commit order.
 OnCommit = Callable[[Sequence[Event]], None]
+
+
+class Row(Protocol):
+    """A database row by column name: sqlite3's, asyncpg's, or a dict."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
+JOB_FIELDS = (
+    "id", "course_id", "status", "total_lessons", "completed_lessons", "failed_lessons",
+    "error_message", "started_at", "completed_at",
+)  # fmt: skip
+
+
+def progress_of(row: Row) -> Progress:
+    """A job row (JOB_COLUMNS) as its progress."""
+    return Progress(
+        job_id=row["id"],
+        course_id=row["course_id"],
+        status=JobStatus(row["status"]),
+        total_lessons=row["total_lessons"],
+        completed_lessons=row["completed_lessons"],
+        failed_lessons=row["failed_lessons"],
+        error_message=row["error_message"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+    )
+
+
+def summary_of(row: Row) -> LessonSummary:
+    return LessonSummary(
+        id=row["id"],
+        position=row["position"],
+        title=row["title"],
+        description=row["description"],
+        content_status=LessonStatus(row["content_status"]),
+        content_error=row["content_error"],
+    )
+
+
+def job_after(
+    job: Row, total: int, completed: int, failed: int, *, reopen: bool, now: str
+) -> tuple[dict[str, Any], bool, bool]:
+    """The job row once its counters follow its lessons' statuses, and its status them.
+
+    Returns the new row and whether its counters and whether its status changed. The
+    same rule on every engine: the counters always equal the lessons' statuses.
+    """
+    new = {key: job[key] for key in JOB_FIELDS}
+    new.update(total_lessons=total, completed_lessons=completed, failed_lessons=failed)
+    if reopen and job["status"] != JobStatus.RUNNING:
+        new.update(status=JobStatus.RUNNING.value, completed_at=None, error_message=None)
+    elif job["status"] == JobStatus.RUNNING and completed + failed == total:
+        new.update(
+            status=(JobStatus.ERROR if failed else JobStatus.COMPLETE).value,
+            completed_at=now,
+            error_message=f"{failed} of {total} lessons failed" if failed else None,
+        )
+    counters_changed = any(
+        new[k] != job[k] for k in ("total_lessons", "completed_lessons", "failed_lessons")
+    )
+    return new, counters_changed, new["status"] != job["status"]
 
 
 class Store(Protocol):

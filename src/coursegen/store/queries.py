@@ -18,13 +18,8 @@ from coursegen.domain import (
     Outline,
     Progress,
 )
-from coursegen.store.transaction import (
-    JOB_COLUMNS,
-    LATEST_JOB,
-    Transaction,
-    progress_of,
-    summary_of,
-)
+from coursegen.store.base import progress_of, summary_of
+from coursegen.store.transaction import JOB_COLUMNS, LATEST_JOB, Transaction
 
 IDEMPOTENCY_TTL = 24 * 3600
 
@@ -39,9 +34,8 @@ async def list_courses(txn: Transaction) -> tuple[list[CourseListItem], int]:
     jobs = {
         job["id"]: progress_of(job)
         for job in await txn.fetchall(
-            f"SELECT {JOB_COLUMNS} FROM content_generation_jobs "
-            "WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps([row["job_id"] for row in rows]),),
+            f"SELECT {JOB_COLUMNS} FROM content_generation_jobs WHERE id IN "
+            f"(SELECT {LATEST_JOB.format(course='c.id')} FROM courses c)"
         )
     }
     courses = [
@@ -184,7 +178,7 @@ async def events_after(
         sql += "AND job_id = ? "
         params = (cursor, job_id)
     rows = await txn.fetchall(sql + "ORDER BY id LIMIT ?", (*params, limit))
-    return [Event(*row) for row in rows]
+    return [Event(r["id"], r["job_id"], r["course_id"], r["type"], r["data"]) for r in rows]
 
 
 async def newest_event_id(txn: Transaction) -> int:

@@ -1,15 +1,21 @@
-"""A write (or read) transaction on one connection, and the views its rows become."""
+"""A write (or read) transaction on one connection, and the events it logs.
+
+The statements of the store are written once, in SQL both engines speak (with `?`
+placeholders); each engine's transaction runs them on its own connection.
+"""
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
 
-from coursegen.domain import Event, JobStatus, LessonStatus, LessonSummary, Progress
+from coursegen.domain import Event, Progress
 from coursegen.events import encode_data
+from coursegen.store.base import Row, job_after, progress_of
 
 # The newest job of a course (one per course today; older databases may hold more).
 LATEST_JOB = (
@@ -28,37 +34,11 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def progress_of(row: aiosqlite.Row | dict[str, Any]) -> Progress:
-    """A job row (JOB_COLUMNS) as its progress."""
-    return Progress(
-        job_id=row["id"],
-        course_id=row["course_id"],
-        status=JobStatus(row["status"]),
-        total_lessons=row["total_lessons"],
-        completed_lessons=row["completed_lessons"],
-        failed_lessons=row["failed_lessons"],
-        error_message=row["error_message"],
-        started_at=row["started_at"],
-        completed_at=row["completed_at"],
-    )
-
-
-def summary_of(row: aiosqlite.Row | dict[str, Any]) -> LessonSummary:
-    return LessonSummary(
-        id=row["id"],
-        position=row["position"],
-        title=row["title"],
-        description=row["description"],
-        content_status=LessonStatus(row["content_status"]),
-        content_error=row["content_error"],
-    )
-
-
 # What an UPDATE of lessons returns, so that `lesson_changed` can announce the change.
 LESSON_CHANGE = "RETURNING id, course_id, position, content_status, content_error"
 
 
-def _lesson_event(job_id: str, course_id: int, row: aiosqlite.Row) -> dict[str, Any]:
+def _lesson_event(job_id: str, course_id: int, row: Row) -> dict[str, Any]:
     return {
         "job_id": job_id,
         "course_id": course_id,
@@ -69,11 +49,10 @@ def _lesson_event(job_id: str, course_id: int, row: aiosqlite.Row) -> dict[str, 
     }
 
 
-class Transaction:
+class Transaction(abc.ABC):
     """An open transaction, and the events it will log and publish once committed."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self.db = db
+    def __init__(self) -> None:
         self._emitted: list[tuple[str | None, int | None, str, str, str]] = []
         self.events: list[Event] = []
 
@@ -101,16 +80,21 @@ class Transaction:
             ]
         self._emitted.clear()
 
-    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        # One trip to the connection's thread, where a cursor costs three (execute,
-        # fetch, close); each trip is ~20 us of the event loop's time.
-        rows = await self.db.execute_fetchall(sql, tuple(params))
-        return next(iter(rows), None)
+    # Each engine's transaction runs the statements on its own connection.
 
-    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        return list(await self.db.execute_fetchall(sql, tuple(params)))
+    @abc.abstractmethod
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None: ...
 
-    def lesson_changed(self, job_id: str, course_id: int, row: aiosqlite.Row) -> None:
+    @abc.abstractmethod
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]: ...
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> None: ...
+
+    @abc.abstractmethod
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None: ...
+
+    def lesson_changed(self, job_id: str, course_id: int, row: Row) -> None:
         self.emit(
             "lesson", _lesson_event(job_id, course_id, row), job_id=job_id, course_id=course_id
         )
@@ -128,28 +112,11 @@ class Transaction:
             (job_id,),
         )
         assert job is not None
-        counts = {"total": job["lessons"], "completed": job["complete"], "failed": job["failed"]}
-        failed = counts["failed"]
-        new = {key: job[key] for key in JOB_COLUMNS.split(", ")}
-        new.update(
-            total_lessons=counts["total"],
-            completed_lessons=counts["completed"],
-            failed_lessons=counts["failed"],
+        new, counters_changed, status_changed = job_after(
+            job, job["lessons"], job["complete"], job["failed"], reopen=reopen, now=utcnow()
         )
-        if reopen and job["status"] != "running":
-            new.update(status="running", completed_at=None, error_message=None)
-        elif job["status"] == "running" and new["completed_lessons"] + failed == counts["total"]:
-            new.update(
-                status="error" if failed else "complete",
-                completed_at=utcnow(),
-                error_message=f"{failed} of {counts['total']} lessons failed" if failed else None,
-            )
-        counters_changed = any(
-            new[k] != job[k] for k in ("total_lessons", "completed_lessons", "failed_lessons")
-        )
-        status_changed = new["status"] != job["status"]
         if counters_changed or status_changed:
-            await self.db.execute(
+            await self.execute(
                 "UPDATE content_generation_jobs SET status = ?, total_lessons = ?, "
                 "completed_lessons = ?, failed_lessons = ?, completed_at = ?, error_message = ? "
                 "WHERE id = ?",
@@ -169,3 +136,26 @@ class Transaction:
         if status_changed:
             self.emit("job", progress.to_json(), job_id=job_id, course_id=job["course_id"])
         return progress
+
+
+class SqliteTransaction(Transaction):
+    """A transaction on an aiosqlite connection."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        super().__init__()
+        self.db = db
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        # One trip to the connection's thread, where a cursor costs three (execute,
+        # fetch, close); each trip is ~20 us of the event loop's time.
+        rows = await self.db.execute_fetchall(sql, tuple(params))
+        return next(iter(rows), None)
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        return list(await self.db.execute_fetchall(sql, tuple(params)))
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
+        await self.db.execute(sql, tuple(params))
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        await self.db.executemany(sql, [tuple(row) for row in rows])
