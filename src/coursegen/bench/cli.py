@@ -19,7 +19,17 @@ from coursegen.bench import report
 from coursegen.bench.fake_control import FakeProcess
 from coursegen.bench.harness import Bench, Outcome
 from coursegen.bench.procs import machine_busy, own_cpu, raise_open_files, split_cpus
-from coursegen.bench.scenarios import cost, delivery, generate, idle, leaks, parallel, writes
+from coursegen.bench.scenarios import (
+    cost,
+    delivery,
+    generate,
+    idle,
+    leaks,
+    parallel,
+    prioritise,
+    streaming,
+    writes,
+)
 
 Scenario = Callable[[Bench], Awaitable[list[Outcome]]]
 DID_NOT_RUN = "did not complete"
@@ -40,6 +50,8 @@ SCENARIOS: dict[str, Scenario] = {
     "idle": _one(idle.run),
     "write": _one(writes.run),
     "leaks": leaks.run,
+    "stream": _one(streaming.run),
+    "prioritise": _one(prioritise.run),
 }
 
 

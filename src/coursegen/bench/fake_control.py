@@ -7,15 +7,36 @@ import contextlib
 import json
 import secrets
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from coursegen.bench.procs import ProcStats, read_stats, spawned_on
 
 
 @dataclass(frozen=True, slots=True)
+class StreamShape:
+    """How the fake streams lessons while it is set (else as the test fake does).
+
+    A lesson is `chars` characters of Markdown (the same text for the same title), in
+    deltas of about `delta_chars` + half a word each (0: the whole text in one delta);
+    delta i is sent `first_token + i * gap` seconds after the stream begins. The calls
+    of topics starting with `stamp` (if not empty) record when each delta was sent.
+    """
+
+    chars: int
+    delta_chars: int
+    first_token: float
+    gap: float
+    stamp: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class FakeCall:
-    """One call the fake finished: kind, topic, lesson position, wall-clock start and end."""
+    """One call the fake finished: kind, topic, lesson position, wall-clock start and end.
+
+    `deltas` (stamped calls only): (end offset in the answer's text, wall clock just after
+    the delta was written to the socket) for each text delta, in order.
+    """
 
     kind: str
     topic: str
@@ -23,6 +44,7 @@ class FakeCall:
     start: float
     end: float
     status: int
+    deltas: tuple[tuple[int, float], ...] = ()
 
 
 class FakeProcess:
@@ -77,6 +99,10 @@ class FakeProcess:
     async def delays(self, *, lesson: float, outline: float) -> None:
         await self.command("delays", lesson=lesson, outline=outline)
 
+    async def stream(self, shape: StreamShape | None) -> None:
+        """Shape the lesson streams from now on; None: the test fake's own text and deltas."""
+        await self.command("stream", shape=asdict(shape) if shape else None)
+
     async def gate(self, prefix: str) -> None:
         """Hold the lesson calls of every topic that starts with `prefix`."""
         await self.command("gate", prefix=prefix)
@@ -106,6 +132,7 @@ class FakeProcess:
                         c.get("start", c["end"]),
                         c["end"],
                         c.get("status", 0),
+                        tuple((int(e), float(t)) for e, t in c.get("deltas", ())),
                     )
                 )
             elif "ready" in record:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coursegen.bench.fake_control import FakeProcess
+from coursegen.bench.fake_control import FakeProcess, StreamShape
 from coursegen.bench.procs import machine_busy, own_cpu, spawned_on
 from coursegen.bench.service import Service
 
@@ -69,9 +69,14 @@ class Bench:
         lesson_delay: float,
         outline_delay: float = 0.0,
         max_active_jobs: int = 100_000,
+        stream: StreamShape | None = None,
     ) -> AsyncIterator[Service]:
-        """A fresh `coursegen serve` on its own database, with the fake's latency set."""
+        """A fresh `coursegen serve` on its own database, with the fake's latency set.
+
+        The fake streams lessons as `stream` says, or (None) as the test fake does.
+        """
         await self.fake.delays(lesson=lesson_delay, outline=outline_delay)
+        await self.fake.stream(stream)
         self.services_started += 1
         env = {
             "COURSEGEN_PROVIDER": "anthropic",

@@ -47,6 +47,13 @@ def read_stats(pid: int) -> ProcStats:
     return ProcStats(cpu, rss, threads, fds)
 
 
+def run_delay(pid: int) -> float:
+    """Seconds the process's main thread has spent runnable but waiting for a CPU (another
+    process was running on it): /proc/<pid>/task/<pid>/schedstat, nanoseconds."""
+    with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
+
+
 def tcp_sockets(pid: int, ports: dict[int, str]) -> dict[str, int]:
     """The process's TCP sockets, named by the port (local or remote) found in `ports`."""
     inodes = set()

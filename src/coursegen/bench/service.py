@@ -43,6 +43,7 @@ class Service:
         self.proc = proc
         self.port = port
         self.log = log
+        self.db = log.with_name("bench.db")  # the SQLite file (`start` puts both together)
         self.api = HttpClient(HOST, port)
 
     @classmethod
@@ -89,8 +90,10 @@ class Service:
         )
         return body
 
-    def stream(self, path: str, on_frame: Callable[[Frame], None] | None = None) -> SseStream:
-        return SseStream(HOST, self.port, path, on_frame)
+    def stream(
+        self, path: str, on_frame: Callable[[Frame], None] | None = None, *, keep: bool = True
+    ) -> SseStream:
+        return SseStream(HOST, self.port, path, on_frame, keep=keep)
 
     async def open_streams(
         self, path: str, count: int, *, parallel: int = 100, first: bool = True
@@ -124,6 +127,8 @@ class JobWatch:
         self.status: dict[str, str] = {}
         self.ended_at: dict[str, float] = {}
         self.lesson_events: list[tuple[float, dict[str, Any]]] = []
+        # Arrival of the first event putting a lesson in a status: (lesson id, status).
+        self.lesson_at: dict[tuple[int, str], float] = {}
         self._changed = asyncio.Event()
 
     async def start(self) -> JobWatch:
@@ -140,6 +145,8 @@ class JobWatch:
             self._changed.set()
         elif kind == "lesson":
             self.lesson_events.append((frame.arrival, data))
+            self.lesson_at.setdefault((data["lesson_id"], data["content_status"]), frame.arrival)
+            self._changed.set()
 
     async def ended(self, job_ids: set[str], within: float) -> float:
         """Wait until every job is in a terminal status; the arrival of the last such event."""
@@ -148,6 +155,13 @@ class JobWatch:
                 self._changed.clear()
                 await self._changed.wait()
         return max(self.ended_at[j] for j in job_ids)
+
+    async def lessons_reached(self, lesson_ids: list[int], status: str, within: float) -> None:
+        """Wait until each of these lessons has been in `status` (as events tell)."""
+        async with asyncio.timeout(within):
+            while not all((i, status) in self.lesson_at for i in lesson_ids):
+                self._changed.clear()
+                await self._changed.wait()
 
     def close(self) -> None:
         self.stream.close()

@@ -46,10 +46,17 @@ class SseStream:
     """One GET of an event stream; frames are kept with their arrival stamps."""
 
     def __init__(
-        self, host: str, port: int, path: str, on_frame: Callable[[Frame], None] | None = None
+        self,
+        host: str,
+        port: int,
+        path: str,
+        on_frame: Callable[[Frame], None] | None = None,
+        *,
+        keep: bool = True,
     ) -> None:
         self.host, self.port, self.path = host, port, path
-        self.frames: list[Frame] = []
+        self.frames: list[Frame] = []  # with `keep` False, only `on_frame` sees them
+        self._keep = keep
         self.pings = 0
         self.status = 0
         self.error: str | None = None
@@ -172,7 +179,8 @@ class SseStream:
                 self.pings += 1
                 continue
             frame = Frame(arrival, raw)
-            self.frames.append(frame)
+            if self._keep:
+                self.frames.append(frame)
             if not self.first.done():
                 self.first.set_result(None)
             if self._on_frame is not None:
