@@ -45,7 +45,9 @@ CREATE TABLE IF NOT EXISTS content_generation_jobs (
     failed_lessons    INTEGER NOT NULL DEFAULT 0,
     started_at        TEXT NOT NULL,
     completed_at      TEXT,
-    error_message     TEXT
+    error_message     TEXT,
+    -- Insertion order, as SQLite's implicit rowid gives it: the newest job of a course.
+    rowid             BIGINT GENERATED ALWAYS AS IDENTITY
 );
 CREATE INDEX IF NOT EXISTS jobs_by_course ON content_generation_jobs(course_id);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON content_generation_jobs(status);

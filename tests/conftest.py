@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -25,6 +27,7 @@ from coursegen.providers import Provider
 from coursegen.providers.anthropic_api import AnthropicProvider
 from coursegen.services import Services
 from coursegen.settings import Settings
+from tests.pgserver import pg_dsn, pg_server  # noqa: F401
 
 API_KEY = "sk-ant-api03-test-key-do-not-leak-7f3a9c"
 
@@ -35,10 +38,21 @@ async def fake() -> AsyncIterator[FakeAnthropic]:
         yield server
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """The database engine a test runs on: every store, API and stream test runs on both.
+
+    A module whose subject does not depend on the engine overrides this fixture.
+    """
+    engine: str = request.param
+    return engine
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, engine: str, request: pytest.FixtureRequest) -> Settings:
+    db = request.getfixturevalue("pg_dsn") if engine == "postgresql" else tmp_path / "coursegen.db"
     return Settings(
-        db_path=tmp_path / "coursegen.db",
+        db=str(db),
         provider="anthropic",
         model="claude-test",
         concurrency=4,
@@ -228,14 +242,29 @@ async def start_live(
     AppStatus.should_exit = False
 
 
-def counters_hold(db_path: Path) -> list[str]:
+async def db_rows(settings: Settings, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows of a statement (`?` placeholders) read straight from the test's database,
+    whichever its engine: what the service stored, not what it says it stored."""
+    if settings.engine == "postgresql":
+        count = iter(range(1, 100))
+        conn = await asyncpg.connect(settings.db)
+        try:
+            records = await conn.fetch(re.sub(r"\?", lambda _: f"${next(count)}", sql), *params)
+        finally:
+            await conn.close()
+        return [tuple(record) for record in records]
+    with sqlite3.connect(settings.db_path) as db:
+        return db.execute(sql, params).fetchall()
+
+
+async def counters_hold(settings: Settings) -> list[str]:
     """Every job whose counters disagree with its lessons' statuses (empty when all hold)."""
-    with sqlite3.connect(db_path) as db:
-        rows = db.execute(
-            "SELECT j.id, j.completed_lessons, j.failed_lessons, "
-            "(SELECT count(*) FROM lessons l WHERE l.course_id = j.course_id "
-            " AND l.content_status = 'complete'), "
-            "(SELECT count(*) FROM lessons l WHERE l.course_id = j.course_id "
-            " AND l.content_status = 'error') FROM content_generation_jobs j"
-        ).fetchall()
+    rows = await db_rows(
+        settings,
+        "SELECT j.id, j.completed_lessons, j.failed_lessons, "
+        "(SELECT count(*) FROM lessons l WHERE l.course_id = j.course_id "
+        " AND l.content_status = 'complete'), "
+        "(SELECT count(*) FROM lessons l WHERE l.course_id = j.course_id "
+        " AND l.content_status = 'error') FROM content_generation_jobs j",
+    )
     return [f"{r[0]}: {r[1]}/{r[2]} vs {r[3]}/{r[4]}" for r in rows if (r[1], r[2]) != (r[3], r[4])]

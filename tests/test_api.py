@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import pytest
 
 from coursegen.fake_anthropic import FakeAnthropic
-from tests.conftest import API_KEY, Running, counters_hold
+from tests.conftest import API_KEY, Running, counters_hold, db_rows
 from tests.htmlcheck import executable_parts
 
 JSON = {"Content-Type": "application/json"}
@@ -20,12 +19,12 @@ PROGRESS_KEYS = {
 }  # fmt: skip
 
 
-def table_counts(running: Running) -> dict[str, int]:
-    with sqlite3.connect(running.services.settings.db_path) as db:
-        return {
-            table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            for table in ("courses", "lessons", "content_generation_jobs", "events")
-        }
+async def table_counts(running: Running) -> dict[str, int]:
+    settings = running.services.settings
+    return {
+        table: (await db_rows(settings, f"SELECT count(*) FROM {table}"))[0][0]
+        for table in ("courses", "lessons", "content_generation_jobs", "events")
+    }
 
 
 async def test_generate_answers_with_the_course_at_once(
@@ -124,7 +123,10 @@ async def test_health_reports_provider_model_and_active_jobs(
         "model": "claude-test",
         "concurrency": 4,
         "active_jobs": 1,
+        "engine": running.services.settings.engine,
+        "node": running.services.node,
     }
+    assert running.services.node  # a name, for telling nodes apart in a cluster
 
 
 async def test_progress_endpoint_returns_the_progress_object(running: Running) -> None:
@@ -176,7 +178,7 @@ async def test_generate_rejects_bad_bodies_and_stores_nothing(
     assert response.status_code == (413 if len(body) > 65536 else 400)
     assert fragment in response.json()["error"]
     assert fake.outline_calls() == []
-    assert table_counts(running)["courses"] == 0
+    assert (await table_counts(running))["courses"] == 0
 
 
 async def test_deeply_nested_json_is_a_400_not_a_crash(running: Running) -> None:
@@ -301,7 +303,7 @@ async def test_idempotency_key_returns_the_first_answer_and_starts_nothing(
     assert first.status_code == second.status_code == 201
     assert second.json() == first.json()
     assert len(fake.outline_calls()) == 1
-    assert table_counts(running)["courses"] == 1
+    assert (await table_counts(running))["courses"] == 1
     other = await running.http.post(
         "/api/courses/generate", json={"topic": "Something else"}, headers=headers
     )
@@ -374,7 +376,7 @@ async def test_outline_failure_is_502_with_words_and_nothing_stored(
     assert response.status_code == 502
     assert fragment in response.json()["error"]
     assert API_KEY not in response.text
-    assert table_counts(running) == {
+    assert (await table_counts(running)) == {
         "courses": 0, "lessons": 0, "content_generation_jobs": 0, "events": 0,
     }  # fmt: skip
     assert fake.lesson_calls() == []
@@ -388,7 +390,7 @@ async def test_outline_stall_past_the_timeout_is_502(
     response = await running.http.post("/api/courses/generate", json={"topic": "Sourdough"})
     assert response.status_code == 502
     assert "timed out after 0.5 s" in response.json()["error"]
-    assert table_counts(running)["courses"] == 0
+    assert (await table_counts(running))["courses"] == 0
 
 
 async def test_requested_lesson_count_drops_extra_lessons(
@@ -436,7 +438,7 @@ async def test_failed_lesson_retry_heals_it_and_counters_follow(
     assert healed["status"] == "complete"
     assert (healed["completed_lessons"], healed["failed_lessons"]) == (3, 0)
     assert healed["error_message"] is None
-    assert counters_hold(running.services.settings.db_path) == []
+    assert await counters_hold(running.services.settings) == []
     assert len(fake.lesson_calls("Lesson 2")) == 2
     assert len(fake.lesson_calls("Lesson 1")) == 1
 
@@ -525,7 +527,7 @@ async def test_cancel_stops_calls_and_puts_lessons_back_to_pending(
     resumed = await running.http.post(f"/api/jobs/{job_id}/retry")
     assert resumed.json()["retried"] == 6
     assert (await running.settle(job_id))["status"] == "complete"
-    assert counters_hold(running.services.settings.db_path) == []
+    assert await counters_hold(running.services.settings) == []
 
 
 async def test_delete_cancels_then_removes_everything(
@@ -548,7 +550,7 @@ async def test_delete_cancels_then_removes_everything(
         f"/api/jobs/{created['job_id']}/events",
     ):
         assert (await running.http.get(path)).status_code == 404, path
-    counts = table_counts(running)
+    counts = await table_counts(running)
     assert counts == {"courses": 0, "lessons": 0, "content_generation_jobs": 0, "events": 1}
     assert (await running.http.delete(f"/api/courses/{created['course_id']}")).status_code == 404
 

@@ -12,6 +12,13 @@ from coursegen.guards import allowed_hosts, host_name
 from coursegen.settings import Settings, SettingsError
 from tests.conftest import Running
 
+
+@pytest.fixture
+def engine() -> str:
+    """The guards stand in front of every engine alike: one is enough."""
+    return "sqlite"
+
+
 StartApp = Callable[..., Awaitable[Running]]
 
 JOB = str(uuid.uuid4())

@@ -4,7 +4,6 @@ nothing half-stored, no job left `running`."""
 from __future__ import annotations
 
 import socket
-import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,7 +14,7 @@ from coursegen.app import create_app
 from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.providers.anthropic_api import AnthropicProvider
 from coursegen.settings import Settings
-from tests.conftest import API_KEY, Running, counters_hold, job_reaches
+from tests.conftest import API_KEY, Running, counters_hold, db_rows, job_reaches
 
 StartApp = Callable[..., Awaitable[Running]]
 FAST_RETRY = {"retry-after-ms": "5"}
@@ -57,7 +56,7 @@ async def test_a_failing_lesson_ends_in_error_with_words_while_the_others_finish
     assert words in failed["content_error"]
     assert API_KEY not in failed["content_error"]
     assert len(fake.lesson_calls("Lesson 2")) == calls
-    assert counters_hold(running.services.settings.db_path) == []
+    assert await counters_hold(running.services.settings) == []
     # Healed, the lesson is retried to completion.
     fake.faults.clear()
     assert (await running.http.post(f"/api/lessons/{failed['id']}/retry")).status_code == 202
@@ -121,7 +120,6 @@ async def test_a_failing_outline_is_502_and_stores_nothing(
     response = await running.http.post("/api/courses/generate", json={"topic": "Sourdough"})
     assert response.status_code == 502
     assert words in response.json()["error"]
-    with sqlite3.connect(running.services.settings.db_path) as db:
-        for table in ("courses", "lessons", "content_generation_jobs", "events"):
-            assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
+    for table in ("courses", "lessons", "content_generation_jobs", "events"):
+        assert await db_rows(running.services.settings, f"SELECT count(*) FROM {table}") == [(0,)]
     assert (await running.http.get("/api/health")).json()["active_jobs"] == 0

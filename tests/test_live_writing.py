@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +13,7 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from coursegen.fake_anthropic import FakeAnthropic
-from tests.conftest import Live, counters_hold
+from tests.conftest import Live, counters_hold, db_rows
 
 StartLive = Callable[..., Awaitable[Live]]
 
@@ -184,7 +183,6 @@ async def test_the_text_so_far_is_shown_on_reload_and_stored_once_a_second(
     fake.lesson_text = lambda title: LONG * 4
     fake.delta_gap = 0.01
     live = await start_live()
-    db = live.services.settings.db_path
     async with httpx.AsyncClient(base_url=live.url, timeout=20) as client:
         created = await generate(client, lessons=1)
         lesson_id = created["course"]["lessons"][0]["id"]
@@ -200,9 +198,10 @@ async def test_the_text_so_far_is_shown_on_reload_and_stored_once_a_second(
 
         saved: list[str] = []
         for _ in range(30):  # 3 s: the database gets the text once a second
-            with sqlite3.connect(db) as conn:
-                row = conn.execute("SELECT content FROM lessons WHERE id = ?", (lesson_id,))
-                saved.append(row.fetchone()[0] or "")
+            rows = await db_rows(
+                live.services.settings, "SELECT content FROM lessons WHERE id = ?", lesson_id
+            )
+            saved.append(rows[0][0] or "")
             await asyncio.sleep(0.1)
         assert await status_of(client, lesson_id) == "generating"
     versions = sorted(set(saved), key=len)
@@ -243,7 +242,7 @@ async def test_a_prioritised_lesson_of_another_job_goes_first(
     prompts = [call.body["messages"][0]["content"] for call in fake.lesson_calls()]
     second_call = prompts[1]
     assert "Cheese" in second_call and "Lesson 3 of 3" in second_call
-    assert counters_hold(live.services.settings.db_path) == []
+    assert await counters_hold(live.services.settings) == []
 
 
 async def test_prioritize_answers_for_lessons_that_are_not_pending(

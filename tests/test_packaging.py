@@ -38,7 +38,7 @@ from coursegen.settings import Settings
 assert pathlib.Path(coursegen.__file__).is_relative_to(sys.argv[1]), coursegen.__file__
 
 async def main():
-    app = create_app(Settings(db_path=pathlib.Path(sys.argv[2]), demo_delay=0))
+    app = create_app(Settings(db=sys.argv[2], demo_delay=0))
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:

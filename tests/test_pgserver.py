@@ -7,13 +7,10 @@ import asyncio
 import asyncpg
 import pytest
 
-from tests import pgserver
 from tests.pgserver import PgServer, PgServerError
 
 # The fixtures, until tests/conftest.py imports them for every module. (Assigned, not
 # imported by name: ruff reports an imported fixture used as a parameter as F811.)
-pg_server = pgserver.pg_server
-pg_dsn = pgserver.pg_dsn
 
 
 async def user_tables(conn: asyncpg.Connection) -> list[str]:

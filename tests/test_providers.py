@@ -23,6 +23,12 @@ OUTLINE = Outline(
 )
 
 
+@pytest.fixture
+def engine() -> str:
+    """Providers talk to the model, not the database: one engine is enough."""
+    return "sqlite"
+
+
 async def write(provider: Provider, topic: str, outline: Outline, index: int) -> str:
     """A lesson's whole text, as its pieces arrive."""
     pieces: list[str] = []

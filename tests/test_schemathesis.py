@@ -31,7 +31,7 @@ schema = schemathesis.openapi.from_dict(openapi_document())
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app on the demo provider, served by uvicorn in a thread (these tests are sync)."""
     db = Path(tmp_path_factory.mktemp("schemathesis")) / "coursegen.db"
-    settings = Settings(db_path=db, provider="demo", demo_delay=0.0, max_active_jobs=1000)
+    settings = Settings(db=str(db), provider="demo", demo_delay=0.0, max_active_jobs=1000)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(

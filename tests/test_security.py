@@ -15,6 +15,13 @@ from coursegen.render import render_markdown
 from tests.conftest import API_KEY, Running
 from tests.htmlcheck import executable_parts
 
+
+@pytest.fixture
+def engine() -> str:
+    """Rendering, headers and the token stand in front of every engine alike."""
+    return "sqlite"
+
+
 StartApp = Callable[..., Awaitable[Running]]
 
 # Lesson texts a model could be tricked into writing. Each must render without anything

@@ -38,7 +38,7 @@ def test_every_variable_is_read() -> None:
         }
     )
     assert settings == Settings(
-        db_path=Path("/tmp/x.db"), provider="anthropic", model="claude-haiku-5-5",
+        db="/tmp/x.db", provider="anthropic", model="claude-haiku-5-5",
         concurrency=7, max_retries=0, lesson_timeout=30.5, max_active_jobs=3, demo_delay=0.0,
         host="0.0.0.0", port=9000,
     )  # fmt: skip
@@ -112,3 +112,13 @@ def test_the_readme_opens_with_the_two_commands_and_carries_the_settings_table()
     first_block = readme.split("```")[1].strip().splitlines()
     assert [line.split()[0:2] for line in first_block[1:]] == [["make", "run"], ["make", "test"]]
     assert settings_table() in readme
+
+
+def test_the_database_is_a_sqlite_file_or_a_postgresql_url() -> None:
+    assert Settings.from_env({}).engine == "sqlite"
+    assert Settings.from_env({"COURSEGEN_DB": "data/courses.db"}).db_path == Path("data/courses.db")
+    url = "postgresql://coursegen@db.internal:5432/coursegen"
+    settings = Settings.from_env({"COURSEGEN_DB": url})
+    assert (settings.engine, settings.db) == ("postgresql", url)
+    with pytest.raises(SettingsError, match="a SQLite file or a postgresql:// URL"):
+        Settings.from_env({"COURSEGEN_DB": "mysql://x/y"})

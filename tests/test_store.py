@@ -15,6 +15,13 @@ from coursegen.settings import Settings
 from coursegen.store import SqliteStore
 from tests.conftest import Running, counters_hold, job_reaches
 
+
+@pytest.fixture
+def engine() -> str:
+    """SQLite's own file, pragmas and older schemas (PostgreSQL's are tests/test_postgres.py)."""
+    return "sqlite"
+
+
 # The seed's tables: the same names, before `attempt`, the event log and idempotency keys.
 SEED_SCHEMA = """
 CREATE TABLE courses (id INTEGER PRIMARY KEY, topic TEXT, title TEXT, description TEXT,
@@ -50,7 +57,7 @@ async def test_an_older_database_is_brought_up_to_date_and_its_job_resumes(
     assert sorted(call.title for call in fake.lesson_calls()) == ["Three", "Two"]
     course = (await running.http.get("/api/courses/1")).json()
     assert course["title"] == "Old course"
-    assert counters_hold(settings.db_path) == []
+    assert await counters_hold(settings) == []
     with sqlite3.connect(settings.db_path) as db:
         columns = {row[1] for row in db.execute("PRAGMA table_info(lessons)")}
         assert "attempt" in columns

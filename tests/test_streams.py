@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,7 +11,7 @@ import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from coursegen.fake_anthropic import FakeAnthropic
-from tests.conftest import Live, counters_hold
+from tests.conftest import Live, counters_hold, db_rows
 
 StartLive = Callable[..., Awaitable[Live]]
 
@@ -31,11 +30,12 @@ async def read_all(
         return [event async for event in source.aiter_sse()]
 
 
-def logged_events(live: Live, job_id: str) -> list[tuple[int, str, dict[str, Any]]]:
-    with sqlite3.connect(live.services.settings.db_path) as db:
-        rows = db.execute(
-            "SELECT id, type, data FROM events WHERE job_id = ? ORDER BY id", (job_id,)
-        ).fetchall()
+async def logged_events(live: Live, job_id: str) -> list[tuple[int, str, dict[str, Any]]]:
+    rows = await db_rows(
+        live.services.settings,
+        "SELECT id, type, data FROM events WHERE job_id = ? ORDER BY id",
+        job_id,
+    )
     return [(row[0], row[1], json.loads(row[2])) for row in rows]
 
 
@@ -64,7 +64,7 @@ async def test_job_stream_sends_snapshot_then_every_lesson_live_then_closes(
     }  # fmt: skip
 
     # After the snapshot: exactly the logged events after its id, in order, each once.
-    logged = logged_events(live, created["job_id"])
+    logged = await logged_events(live, created["job_id"])
     after = [(i, t, d) for i, t, d in logged if i > int(snapshot.id)]
     assert [(int(e.id), e.event, e.json()) for e in events[1:]] == after
     ids = [int(e.id) for e in events]
@@ -92,7 +92,7 @@ async def test_snapshot_of_a_finished_job_closes_at_once(
         events = await read_all(client, f"/api/jobs/{created['job_id']}/events")
     assert [e.event for e in events] == ["snapshot"]
     assert events[0].json()["job"]["status"] == "complete"
-    assert int(events[0].id) == logged_events(live, created["job_id"])[-1][0]
+    assert int(events[0].id) == (await logged_events(live, created["job_id"]))[-1][0]
 
 
 async def test_resume_from_the_middle_gives_exactly_the_missed_events(
@@ -113,7 +113,7 @@ async def test_resume_from_the_middle_gives_exactly_the_missed_events(
         resumed = await read_all(client, path, headers={"Last-Event-ID": cursor})
         by_query = await read_all(client, f"{path}?last_event_id={cursor}")
 
-    logged = logged_events(live, created["job_id"])
+    logged = await logged_events(live, created["job_id"])
     missed = [(i, t) for i, t, _ in logged if i > int(cursor)]
     assert [(int(e.id), e.event) for e in resumed] == missed
     assert [(int(e.id), e.event) for e in by_query] == missed
@@ -201,8 +201,8 @@ async def test_resuming_the_all_jobs_stream_skips_nothing(
                 got.append(event)
                 if event.event == "job" and event.json()["status"] == "complete":
                     break
-    with sqlite3.connect(live.services.settings.db_path) as db:
-        expected = [row[0] for row in db.execute("SELECT id FROM events WHERE id > 2 ORDER BY id")]
+    rows = await db_rows(live.services.settings, "SELECT id FROM events WHERE id > 2 ORDER BY id")
+    expected = [row[0] for row in rows]
     assert [int(e.id) for e in got] == expected
 
 
@@ -218,7 +218,7 @@ async def test_resume_older_than_the_memory_window_reads_the_log(
             client, f"/api/jobs/{created['job_id']}/events", headers={"Last-Event-ID": "0"}
         )
     assert [(int(e.id), e.event) for e in events] == [
-        (i, t) for i, t, _ in logged_events(live, created["job_id"])
+        (i, t) for i, t, _ in (await logged_events(live, created["job_id"]))
     ]
 
 
@@ -279,7 +279,6 @@ async def test_counters_hold_at_every_event(start_live: StartLive, fake: FakeAnt
     fake.lesson_delay = 0.1
     fake.add_fault(kind="lesson", match="Lesson 3", status=400)
     fake.add_fault(kind="lesson", match="Lesson 5", status=400)
-    db_path = live.services.settings.db_path
     checked = 0
     async with httpx.AsyncClient(base_url=live.url, timeout=10) as client:
         created = await generate(client, lessons=6)
@@ -287,7 +286,7 @@ async def test_counters_hold_at_every_event(start_live: StartLive, fake: FakeAnt
         path = f"/api/jobs/{job}/events"
         async with aconnect_sse(client, "GET", path) as source:
             async for _ in source.aiter_sse():
-                assert counters_hold(db_path) == []
+                assert await counters_hold(live.services.settings) == []
                 checked += 1
         lesson_3 = created["course"]["lessons"][2]["id"]
         assert (await client.post(f"/api/lessons/{lesson_3}/retry")).status_code == 202
@@ -295,15 +294,15 @@ async def test_counters_hold_at_every_event(start_live: StartLive, fake: FakeAnt
         fake.lesson_delay = 5
         lesson_1 = created["course"]["lessons"][0]["id"]
         assert (await client.post(f"/api/lessons/{lesson_1}/retry")).status_code == 202
-        cursor = logged_events(live, job)[-1][0]
+        cursor = (await logged_events(live, job))[-1][0]
         async with aconnect_sse(
             client, "GET", path, headers={"Last-Event-ID": str(cursor)}
         ) as source:
             async for event in source.aiter_sse():
-                assert counters_hold(db_path) == []
+                assert await counters_hold(live.services.settings) == []
                 checked += 1
                 if event.event == "lesson" and event.json()["content_status"] == "generating":
                     assert (await client.post(f"/api/jobs/{job}/cancel")).status_code == 202
     assert checked > 20
-    final = logged_events(live, job)[-1]
+    final = (await logged_events(live, job))[-1]
     assert (final[1], final[2]["status"]) == ("job", "cancelled")

@@ -143,6 +143,8 @@ async def health(request: Request) -> JSONResponse:
             "model": services.provider.model,
             "concurrency": services.settings.concurrency,
             "active_jobs": await services.store.count_running_jobs(),
+            "engine": services.settings.engine,
+            "node": services.node,
         }
     )
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -50,13 +53,14 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         broker = Broker()
-        store = await open_store(settings.db_path, broker.publish)
+        node = node_name()
+        store = await open_store(settings, broker.publish, node=node)
         broker.reset(await store.newest_event_id())
         own_provider = provider is None
         chosen = provider if provider is not None else make_provider(settings)
         drafts = Drafts()
         runner = JobRunner(store, chosen, settings, drafts)
-        services = Services(settings, store, broker, chosen, runner, drafts, anyio.Event())
+        services = Services(settings, store, broker, chosen, runner, drafts, node, anyio.Event())
         app.state.services = services  # for tests and tools that hold the app
         closer = asyncio.create_task(_close_streams_on_exit(services))
         try:
@@ -119,6 +123,12 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
     app.add_middleware(HostGuard, hosts=allowed_hosts(settings))
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def node_name() -> str:
+    """This process's name among the nodes: its host, its pid and a random tag (a pid
+    is reused after a restart, the tag is not)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class _PageFiles(StaticFiles):

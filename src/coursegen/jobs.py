@@ -46,7 +46,10 @@ class JobRunner:
         self._store = store
         self._provider = provider
         self.drafts = drafts
-        self._saver: asyncio.Task[None] | None = None
+        self._lease = settings.lease_seconds
+        self._chores: list[asyncio.Task[None]] = []
+        # The lessons this process is writing: id -> (attempt, the call's task).
+        self._in_flight: dict[int, tuple[int, asyncio.Task[None]]] = {}
         self._timeout = settings.lesson_timeout
         self._max_active_jobs = settings.max_active_jobs
         self._slots = asyncio.Semaphore(settings.concurrency)
@@ -61,7 +64,12 @@ class JobRunner:
         running = await self._store.requeue_in_flight()
         if running:
             logger.info("resuming %d running job(s)", len(running))
-        self._saver = asyncio.create_task(self._save_drafts(), name="draft saver")
+        self._chores = [
+            asyncio.create_task(self._save_drafts(), name="draft saver"),
+            asyncio.create_task(self._keep_claims(), name="lease keeper"),
+        ]
+        if self._store.shared:
+            self._chores.append(asyncio.create_task(self._find_work(), name="work finder"))
         for job_id in running:
             self.kick(job_id)
 
@@ -73,10 +81,10 @@ class JobRunner:
         """Stop all work; lessons in flight go back to `pending`, to resume on next start."""
         self.drain()
         await self._stop(list(self._drivers) + list(self._calls))
-        if self._saver is not None:
-            self._saver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._saver
+        for chore in self._chores:
+            chore.cancel()
+        await asyncio.gather(*self._chores, return_exceptions=True)
+        # Handed back at once: another node (or the next start) takes them, no lease wait.
         await self._store.requeue_in_flight()
 
     # -- what the API asks for ------------------------------------------------------------
@@ -198,7 +206,8 @@ class JobRunner:
                     name=f"lesson {lesson.id}",
                 )
                 self._calls.setdefault(owner, set()).add(call)
-                call.add_done_callback(functools.partial(self._call_done, owner))
+                self._in_flight[lesson.id] = (lesson.attempt, call)
+                call.add_done_callback(functools.partial(self._call_done, owner, lesson.id))
         except Exception:
             logger.exception("the driver of job %s failed", job_id)
             await self._store.fail_job(job_id, "an internal error stopped this job; retry it")
@@ -256,7 +265,39 @@ class JobRunner:
             for draft, (_, _, text) in zip(drafts, texts, strict=True):
                 draft.saved = len(text)
 
-    def _call_done(self, job_id: str, call: asyncio.Task[None]) -> None:
+    async def _keep_claims(self) -> None:
+        """Renew the leases on the lessons being written; stop a call whose claim was lost
+        (another node took the lesson over, or it was cancelled there)."""
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            held = [(lesson_id, attempt) for lesson_id, (attempt, _) in self._in_flight.items()]
+            try:
+                lost = await self._store.renew_leases(held)
+            except Exception:
+                logger.exception("renewing the leases on lessons being written failed")
+                continue
+            for lesson_id in lost:
+                _, call = self._in_flight.get(lesson_id, (0, None))
+                if call is not None:
+                    logger.warning("lesson %d: its claim was lost; stopping its call", lesson_id)
+                    call.cancel()
+
+    async def _find_work(self) -> None:
+        """Drive every running job with a lesson to claim: jobs started on other nodes,
+        and the lessons of a node that died once their leases run out."""
+        while True:
+            await asyncio.sleep(min(1.0, self._lease / 4))
+            try:
+                jobs = await self._store.claimable_jobs()
+            except Exception:
+                logger.exception("looking for lessons to write failed")
+                continue
+            for job_id in jobs:
+                self.kick(job_id)
+
+    def _call_done(self, job_id: str, lesson_id: int, call: asyncio.Task[None]) -> None:
+        if self._in_flight.get(lesson_id, (0, None))[1] is call:
+            del self._in_flight[lesson_id]
         calls = self._calls.get(job_id)
         if calls is not None:
             calls.discard(call)

@@ -142,6 +142,8 @@ _SCHEMAS: dict[str, Any] = {
         model=_TEXT,
         concurrency={"type": "integer", "minimum": 1},
         active_jobs=_COUNT,
+        engine={"enum": ["sqlite", "postgresql"]},
+        node={"type": "string", "description": "this process's name among the nodes"},
     ),
 }
 

@@ -23,6 +23,7 @@ class Services:
     provider: Provider
     runner: JobRunner
     drafts: Drafts
+    node: str  # this process's name among the nodes sharing a database
     # Set by sse-starlette for every open stream when the server begins to stop.
     streams_closing: anyio.Event
 

@@ -20,7 +20,8 @@ class SettingsError(ValueError):
 class Settings:
     """Everything the service needs to know, read once at the edge."""
 
-    db_path: Path = Path("coursegen.db")
+    # A SQLite file, or a postgresql:// URL (see `engine`).
+    db: str = "coursegen.db"
     provider: str = "demo"
     model: str = DEFAULT_MODEL
     concurrency: int = 4
@@ -29,6 +30,7 @@ class Settings:
     max_active_jobs: int = 20
     demo_delay: float = 1.5
     max_continuations: int = 2
+    lease_seconds: float = 30.0
     host: str = "127.0.0.1"
     port: int = 8000
     api_token: str | None = field(default=None, repr=False)
@@ -60,6 +62,16 @@ class Settings:
         if "provider" not in values:
             values["provider"] = "anthropic" if environ.get("ANTHROPIC_API_KEY") else "demo"
         return cls(**values)
+
+    @property
+    def engine(self) -> str:
+        """`postgresql` for a postgresql:// URL, else `sqlite`."""
+        return "postgresql" if _is_postgres_url(self.db) else "sqlite"
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file (the sqlite engine only)."""
+        return Path(self.db)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -95,8 +107,16 @@ def _text(raw: str, name: str) -> str:
     return raw
 
 
-def _path(raw: str, name: str) -> Path:
-    return Path(raw)
+def _database(raw: str, name: str) -> str:
+    if "://" in raw and not _is_postgres_url(raw):
+        raise SettingsError(
+            f"{name} must be a SQLite file or a postgresql:// URL, got {raw.split('://')[0]}://"
+        )
+    return raw
+
+
+def _is_postgres_url(value: str) -> bool:
+    return value.startswith(("postgresql://", "postgres://"))
 
 
 def _hosts(raw: str, name: str) -> tuple[str, ...]:
@@ -160,8 +180,9 @@ class SettingSpec:
 
 
 SPECS: tuple[SettingSpec, ...] = (
-    SettingSpec("db_path", "COURSEGEN_DB", "--db", "coursegen.db",
-                "SQLite file; created with schema.sql on first start", _path),
+    SettingSpec("db", "COURSEGEN_DB", "--db", "coursegen.db",
+                "SQLite file (created with schema.sql on first start), or a postgresql:// URL "
+                "that any number of nodes share", _database),
     SettingSpec("provider", "COURSEGEN_PROVIDER", "--provider",
                 "`anthropic` if ANTHROPIC_API_KEY is set, else `demo`",
                 "which provider writes the courses: anthropic or demo (offline)", _provider),
@@ -179,6 +200,9 @@ SPECS: tuple[SettingSpec, ...] = (
                 "seconds per lesson for the demo provider", _seconds(0.0)),
     SettingSpec("max_continuations", "COURSEGEN_MAX_CONTINUATIONS", "--max-continuations", "2",
                 "continuations of a lesson cut off at the model's output limit", _int(0, 10)),
+    SettingSpec("lease_seconds", "COURSEGEN_LEASE_SECONDS", "--lease-seconds", "30",
+                "PostgreSQL: how long a node's claim on a lesson holds unless renewed; a dead "
+                "node's lessons move on after it", _seconds(1.0)),
     SettingSpec("host", "COURSEGEN_HOST", "--host", "127.0.0.1",
                 "address to listen on; loopback keeps strangers off your API key", _text),
     SettingSpec("port", "COURSEGEN_PORT", "--port", "8000", "port to listen on", _int(0, 65535)),

@@ -29,6 +29,13 @@ from playwright.async_api import (
 
 from tests.conftest import Live, job_reaches
 
+
+@pytest.fixture
+def engine() -> str:
+    """The page sees only the API, which every engine serves alike (tests/test_api.py runs both)."""
+    return "sqlite"
+
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--headless",

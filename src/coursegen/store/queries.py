@@ -186,6 +186,15 @@ async def newest_event_id(txn: Transaction) -> int:
     return int(row["id"]) if row else 0
 
 
+async def claimable_jobs(txn: Transaction, claimable: str) -> list[str]:
+    """Running jobs with a lesson matching `claimable` (a condition on lessons `l`)."""
+    rows = await txn.fetchall(
+        "SELECT j.id FROM content_generation_jobs j WHERE j.status = 'running' AND EXISTS "
+        f"(SELECT 1 FROM lessons l WHERE l.course_id = j.course_id AND {claimable})"
+    )
+    return [row["id"] for row in rows]
+
+
 async def count_running_jobs(txn: Transaction) -> int:
     row = await txn.fetchone(
         "SELECT count(*) AS n FROM content_generation_jobs WHERE status = 'running'"

@@ -37,8 +37,24 @@ T = TypeVar("T")
 class SqlStore(abc.ABC):
     """Async access to courses, lessons, jobs, the event log and idempotency keys."""
 
+    shared = False  # whether other processes write the database too
+    # A lesson a runner may claim (`l` is the lessons table).
+    _CLAIMABLE = "l.content_status = 'pending'"
+
     @abc.abstractmethod
     async def close(self) -> None: ...
+
+    def _own_lessons(self) -> tuple[str, tuple[Any, ...]]:
+        """A condition on `lessons` that keeps the ones this process writes, and its
+        parameters. One process owns a SQLite file: every lesson is its own."""
+        return "", ()
+
+    async def renew_leases(self, lessons: list[tuple[int, int]]) -> set[int]:
+        """Extend the claims on these (lesson id, attempt); the ids whose claim was lost.
+
+        Nothing to do where one process owns the database: no claim can be lost.
+        """
+        return set()
 
     @abc.abstractmethod
     async def _write(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
@@ -227,17 +243,17 @@ class SqlStore(abc.ABC):
         await self._write(work)
 
     async def requeue_in_flight(self) -> list[str]:
-        """Put every `generating` lesson back to `pending`; the running jobs, oldest first.
-
-        Used on start (after a crash) and on shutdown, so that no lesson stays stuck.
-        """
+        """Put this process's `generating` lessons back to `pending`; the running jobs,
+        oldest first. Used on start (after a crash) and on shutdown, so that no lesson
+        stays stuck."""
 
         async def work(txn: Transaction) -> list[str]:
+            mine, params = self._own_lessons()
             rows = await txn.fetchall(
                 "UPDATE lessons SET content_status = 'pending', content = NULL, updated_at = ? "
-                "WHERE content_status = 'generating' "
+                f"WHERE content_status = 'generating'{mine} "
                 f"{LESSON_CHANGE}, {LATEST_JOB.format(course='lessons.course_id')} AS job_id",
-                (utcnow(),),
+                (utcnow(), *params),
             )
             for row in sorted(rows, key=lambda r: r["id"]):
                 if row["job_id"] is not None:
@@ -398,6 +414,10 @@ class SqlStore(abc.ABC):
 
     async def count_running_jobs(self) -> int:
         return await self._read_one(queries.count_running_jobs)
+
+    async def claimable_jobs(self) -> list[str]:
+        """Running jobs with a lesson that a free slot could claim now."""
+        return await self._read_one(lambda txn: queries.claimable_jobs(txn, self._CLAIMABLE))
 
     async def idempotent_answer(self, key: str) -> tuple[str, dict[str, Any]] | None:
         return await self._read_one(lambda txn: queries.idempotent_answer(txn, key))

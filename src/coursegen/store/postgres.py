@@ -1,0 +1,285 @@
+"""The PostgreSQL engine: any number of nodes on one database.
+
+- Event ids grow in commit order across nodes: the events of a transaction are
+  inserted under a transaction-wide advisory lock held until COMMIT, so no id can
+  commit after a higher one (a sequence alone hands ids out in start order).
+- Each commit NOTIFYs; every node LISTENs on one dedicated connection and then reads
+  the log after the last event it published. The log is the truth, the notification
+  only a wake-up, and a poll every second covers a dropped connection.
+- Lessons are claimed with FOR UPDATE SKIP LOCKED under a lease the runner renews;
+  a claim also takes a lesson whose lease ran out (its node died), and `attempt`
+  fences every later write, so a late result of a lost claim is never stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from coursegen.domain import ClaimedLesson, JobSnapshot, Progress
+from coursegen.resources import postgres_schema_path
+from coursegen.store.base import OnCommit, Row, progress_of, summary_of
+from coursegen.store.sql import SqlStore
+from coursegen.store.transaction import LATEST_JOB, LESSON_CHANGE, Transaction, utcnow
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CHANNEL = "coursegen_events"
+# Held from the events' INSERT to COMMIT by every transaction that logs events.
+_EVENT_ORDER_LOCK = 0x636F7572  # "cour"
+_SAFETY_POLL = 1.0  # seconds: how stale a node's streams may get if NOTIFY is lost
+_RETRIES = 5  # a transaction chosen as a deadlock's victim runs again
+_PLACEHOLDER = re.compile(r"\?")
+_translated: dict[str, str] = {}
+
+
+def _dialect(sql: str) -> str:
+    """The statement with PostgreSQL's numbered placeholders for SQLite's `?`."""
+    found = _translated.get(sql)
+    if found is None:
+        count = iter(range(1, 1000))
+        found = _translated[sql] = _PLACEHOLDER.sub(lambda _: f"${next(count)}", sql)
+    return found
+
+
+class PgTransaction(Transaction):
+    """A transaction on an asyncpg connection."""
+
+    def __init__(self, conn: asyncpg.Connection | PoolConnectionProxy) -> None:
+        super().__init__()
+        self.conn = conn
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        row: Row | None = await self.conn.fetchrow(_dialect(sql), *params)
+        return row
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        return list(await self.conn.fetch(_dialect(sql), *params))
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
+        await self.conn.execute(_dialect(sql), *params)
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        await self.conn.executemany(_dialect(sql), [tuple(row) for row in rows])
+
+    async def write_events(self) -> None:
+        if self._emitted:
+            await self.conn.execute("SELECT pg_advisory_xact_lock($1)", _EVENT_ORDER_LOCK)
+            await super().write_events()
+            await self.conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+
+    async def refresh_job(self, job_id: str, *, reopen: bool = False) -> Progress:
+        # Lock the job first: its counters are counted from the lessons, and a concurrent
+        # transaction of another lesson must count after this one commits, not beside it.
+        await self.conn.execute(
+            "SELECT 1 FROM content_generation_jobs WHERE id = $1 FOR UPDATE", job_id
+        )
+        return await super().refresh_job(job_id, reopen=reopen)
+
+
+class PostgresStore(SqlStore):
+    """The store on a PostgreSQL database shared by every node."""
+
+    shared = True  # other processes write it too
+    # Pending, or held by a node whose lease ran out (it died, or lost the database).
+    _CLAIMABLE = (
+        "(l.content_status = 'pending' OR (l.content_status = 'generating' "
+        "AND l.lease_until < clock_timestamp()))"
+    )
+
+    def __init__(
+        self, pool: asyncpg.Pool, dsn: str, on_commit: OnCommit, node: str, lease: float
+    ) -> None:
+        self._pool = pool
+        self._dsn = dsn
+        self._on_commit = on_commit
+        self.node = node
+        self._lease = lease
+        self._published = 0  # the newest event told to `on_commit`
+        self._pump_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._feed: asyncio.Task[None] | None = None
+        self._listener: asyncpg.Connection | None = None
+
+    @classmethod
+    async def open(cls, dsn: str, on_commit: OnCommit, *, node: str, lease: float) -> PostgresStore:
+        """Connect, bring the schema up to date and start following the event log."""
+        pool = await asyncpg.create_pool(dsn, min_size=2, max_size=10)
+        try:
+            # One node at a time applies the schema.
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _EVENT_ORDER_LOCK + 1)
+                await conn.execute(postgres_schema_path().read_text())
+            store = cls(pool, dsn, on_commit, node, lease)
+            store._published = await store.newest_event_id()
+            await store._listen()
+        except BaseException:
+            await pool.close()
+            raise
+        store._feed = asyncio.create_task(store._follow(), name="event feed")
+        return store
+
+    async def close(self) -> None:
+        if self._feed is not None:
+            self._feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feed
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+        await self._pool.close()
+
+    # -- transactions ----------------------------------------------------------------
+
+    async def _write(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
+        for attempt in range(_RETRIES):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    txn = PgTransaction(conn)
+                    result = await work(txn)
+                    await txn.write_events()
+                break
+            except asyncpg.exceptions.DeadlockDetectedError:
+                if attempt == _RETRIES - 1:
+                    raise
+                logger.info("a transaction met a deadlock and runs again")
+        if txn.events:
+            # Every event up to this transaction's is told before it returns, in order.
+            await self._pump(until=txn.events[-1].id)
+        return result
+
+    async def _read(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
+        async with (
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            return await work(PgTransaction(conn))
+
+    async def _read_one(self, work: Callable[[Transaction], Awaitable[T]]) -> T:
+        async with self._pool.acquire() as conn:
+            return await work(PgTransaction(conn))
+
+    # -- following the log -------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        self._listener = await asyncpg.connect(self._dsn)
+        await self._listener.add_listener(CHANNEL, self._notified)
+        self._listener.add_termination_listener(self._lost)
+
+    def _notified(self, *args: object) -> None:
+        self._wake.set()
+
+    def _lost(self, *args: object) -> None:
+        self._listener = None
+        self._wake.set()
+
+    async def _follow(self) -> None:
+        """Publish other nodes' events as they commit (this node's are published by
+        `_write` itself); reconnect the listener when it drops."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_SAFETY_POLL):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                if self._listener is None:
+                    await self._listen()
+                await self._pump()
+            except (OSError, asyncpg.PostgresError) as exc:
+                logger.warning("following the event log failed (%s); trying again", exc)
+
+    async def _pump(self, until: int | None = None) -> None:
+        """Tell `on_commit` of every committed event after the last told, in id order."""
+        async with self._pump_lock:
+            while until is None or self._published < until:
+                events = await self.events_after(self._published)
+                if not events:
+                    return
+                self._published = events[-1].id
+                self._on_commit(events)
+
+    # -- what PostgreSQL says its own way --------------------------------------------------
+
+    def _own_lessons(self) -> tuple[str, tuple[Any, ...]]:
+        return " AND node = ?", (self.node,)
+
+    async def claim_next_lesson(self, job_id: str) -> ClaimedLesson | None:
+        """Claim the next lesson under a lease: the most recently prioritised one of any
+        running job, else this job's first; pending, or held by a node whose lease ran out."""
+        claimable = self._CLAIMABLE
+
+        async def work(txn: Transaction) -> ClaimedLesson | None:
+            row = await txn.fetchone(
+                "UPDATE lessons SET content_status = 'generating', content = '', "
+                "content_error = NULL, attempt = attempt + 1, priority = NULL, updated_at = ?, "
+                "node = ?, lease_until = clock_timestamp() + make_interval(secs => ?) "
+                "WHERE id = coalesce("
+                " (SELECT l.id FROM lessons l JOIN content_generation_jobs j "
+                "  ON j.course_id = l.course_id WHERE l.priority IS NOT NULL "
+                f"  AND {claimable} AND j.status = 'running' "
+                "  ORDER BY l.priority DESC LIMIT 1 FOR UPDATE OF l SKIP LOCKED),"
+                " (SELECT l.id FROM lessons l JOIN content_generation_jobs j "
+                "  ON j.course_id = l.course_id WHERE j.id = ? AND j.status = 'running' "
+                f"  AND {claimable} ORDER BY l.position, l.id LIMIT 1 "
+                "  FOR UPDATE OF l SKIP LOCKED)) "
+                f"{LESSON_CHANGE}, attempt, {LATEST_JOB.format(course='lessons.course_id')} "
+                "AS job_id",
+                (utcnow(), self.node, self._lease, job_id),
+            )
+            if row is None:
+                return None
+            txn.lesson_changed(row["job_id"], row["course_id"], row)
+            return ClaimedLesson(
+                row["id"], row["position"], row["attempt"], row["job_id"], row["course_id"]
+            )
+
+        return await self._write(work)
+
+    async def renew_leases(self, lessons: list[tuple[int, int]]) -> set[int]:
+        """Extend this node's claims; the ids it no longer holds (taken over, cancelled)."""
+        if not lessons:
+            return set()
+        async with self._pool.acquire() as conn:
+            kept = await conn.fetch(
+                "UPDATE lessons SET lease_until = clock_timestamp() + make_interval(secs => $1) "
+                "FROM unnest($2::bigint[], $3::int[]) AS held(id, attempt) "
+                "WHERE lessons.id = held.id AND lessons.attempt = held.attempt "
+                "AND lessons.node = $4 AND lessons.content_status = 'generating' "
+                "RETURNING lessons.id",
+                self._lease,
+                [lesson_id for lesson_id, _ in lessons],
+                [attempt for _, attempt in lessons],
+                self.node,
+            )
+        return {lesson_id for lesson_id, _ in lessons} - {row["id"] for row in kept}
+
+    async def job_snapshot(self, job_id: str) -> JobSnapshot | None:
+        async def work(txn: Transaction) -> JobSnapshot | None:
+            job = await txn.fetchone(
+                "SELECT id, course_id, status, total_lessons, completed_lessons, "
+                "failed_lessons, error_message, started_at, completed_at, "
+                "(SELECT coalesce(max(e.id), 0) FROM events e WHERE e.job_id = j.id) AS newest "
+                "FROM content_generation_jobs j WHERE j.id = ?",
+                (job_id,),
+            )
+            if job is None:
+                return None
+            lessons = await txn.fetchall(
+                "SELECT id, position, title, description, content_status, content_error "
+                "FROM lessons WHERE course_id = ? ORDER BY position, id",
+                (job["course_id"],),
+            )
+            return JobSnapshot(
+                progress_of(job), tuple(summary_of(row) for row in lessons), job["newest"]
+            )
+
+        return await self._read(work)
