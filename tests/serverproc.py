@@ -69,6 +69,8 @@ class ServerProcess:
     db_path: Path
     env: dict[str, str]
     log_path: Path
+    # A postgresql:// URL to serve instead of the SQLite file at db_path.
+    db_url: str | None = None
     port: int = 0
     process: asyncio.subprocess.Process | None = None
     starts: int = 0
@@ -107,7 +109,8 @@ class ServerProcess:
             log.flush()
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "coursegen", "serve",
-                "--host", "127.0.0.1", "--port", str(self.port), "--db", str(self.db_path),
+                "--host", "127.0.0.1", "--port", str(self.port),
+                "--db", self.db_url or str(self.db_path),
                 env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
             )  # fmt: skip
 

@@ -240,6 +240,8 @@ class JobRunner:
                 error = "an unexpected error stopped this lesson; retry it"
             finally:
                 self._slots.release()
+            # Every reader gets the last words before the status change that ends it.
+            draft.flush()
             stored = await self._store.finish_lesson(
                 job_id, lesson.id, lesson.attempt, content=content, error=error
             )

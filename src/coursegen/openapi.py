@@ -158,8 +158,9 @@ _CURSOR_PARAMETERS = [
     {
         "name": "Last-Event-ID",
         "in": "header",
-        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
-        "description": "resume after this event id (sent by EventSource on reconnect; wins)",
+        "schema": {"type": "string", "pattern": "^[0-9]{0,18}$"},
+        "description": "resume after this event id (sent by EventSource on reconnect; wins; "
+        "empty: none)",
     },
     {
         "name": "last_event_id",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 from collections.abc import AsyncIterator
@@ -118,6 +119,9 @@ TERMINAL_LESSON_STATUSES = frozenset(s.value for s in LessonStatus if s.finished
 # A lesson the database calls `generating` before its draft appears here (the claim
 # has committed, its call has not begun): read again this many times, then trust it.
 _SNAPSHOT_READS = 5
+# How often a stream reads the text of a lesson that another node writes. That node
+# stores its text once a second; reading it more often only shortens the wait.
+REMOTE_POLL = 0.25
 
 
 async def lesson_events(request: Request) -> EventSourceResponse:
@@ -168,7 +172,9 @@ async def _lesson_snapshot(services: Services, reader: Reader) -> dict[str, Any]
                 attempt=draft.attempt,
             )
             break
-        if lesson.content_status is not LessonStatus.GENERATING:
+        if lesson.content_status is not LessonStatus.GENERATING or services.store.shared:
+            # Finished, or (on a shared database) written by another node: the stream
+            # follows its text through the database.
             reader.start_over()
             break
         await asyncio.sleep(0.01)
@@ -189,6 +195,8 @@ async def follow_lesson(
     """Send the snapshot, then chunks and the lesson's status events in order, until it ends."""
     broker, store = services.broker, services.store
     lesson_id = reader.lesson_id
+    # Being written elsewhere (another node): its attempt and the text sent of it.
+    remote: tuple[int, str] | None = None
     try:
         while True:
             if reader.restarted:  # a new attempt: start over from it
@@ -197,7 +205,11 @@ async def follow_lesson(
                     return  # the lesson was deleted
             if snapshot is not None:
                 yield _frame("snapshot", snapshot)
-                status = snapshot["lesson"]["content_status"]
+                lesson = snapshot["lesson"]
+                status = lesson["content_status"]
+                remote = None
+                if status == LessonStatus.GENERATING and reader.draft is None:
+                    remote = (snapshot["attempt"], lesson["content"] or "")
                 snapshot = None
                 if status in TERMINAL_LESSON_STATUSES:
                     return
@@ -207,6 +219,13 @@ async def follow_lesson(
             # Chunks first: every chunk that precedes a status change in this batch was
             # handed over before that change committed, so before the batch was read.
             out = [reader.take()]
+            if remote is not None:
+                grown = await _grown(services, lesson_id, remote)
+                if grown is None:  # another attempt, or its text is gone: start over
+                    reader.restarted = True
+                    continue
+                remote, chunk = grown
+                out.append(chunk)
             ended = False
             for event in batch:
                 position = event.id
@@ -222,13 +241,43 @@ async def follow_lesson(
                 return
             if len(batch) == EVENT_PAGE or reader.restarted:
                 continue
-            await subscription.wait()
+            if remote is None:
+                await subscription.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(REMOTE_POLL):
+                        await subscription.wait()
             if subscription.ping_due:
                 subscription.ping_due = False
                 yield PING
     finally:
         services.drafts.unwatch(reader)
         subscription.close()
+
+
+async def _grown(
+    services: Services, lesson_id: int, remote: tuple[int, str]
+) -> tuple[tuple[int, str], bytes] | None:
+    """What the database holds of a lesson written elsewhere beyond the text already sent:
+    the new (attempt, text) and a chunk of the rest (b"" if none), or None if the text
+    sent is no longer the start of its text (a new attempt began)."""
+    attempt, sent = remote
+    lesson = await services.store.get_lesson(lesson_id)
+    if lesson is None or lesson.attempt != attempt:
+        return None
+    text = lesson.content or ""
+    if not text.startswith(sent):
+        return None
+    if len(text) == len(sent):
+        return remote, b""
+    data = {
+        "lesson_id": lesson_id,
+        "attempt": attempt,
+        "offset": len(sent),
+        "end": len(text),
+        "text": text[len(sent) :],
+    }
+    return (attempt, text), _frame("text", data)
 
 
 def _frame(event: str, data: dict[str, Any], *, id: int | None = None) -> bytes:
