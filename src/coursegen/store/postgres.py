@@ -77,12 +77,15 @@ class PgTransaction(Transaction):
             await super().write_events()
             await self.conn.execute("SELECT pg_notify($1, '')", CHANNEL)
 
-    async def refresh_job(self, job_id: str, *, reopen: bool = False) -> Progress:
-        # Lock the job first: its counters are counted from the lessons, and a concurrent
-        # transaction of another lesson must count after this one commits, not beside it.
+    async def lock_job(self, job_id: str) -> None:
         await self.conn.execute(
             "SELECT 1 FROM content_generation_jobs WHERE id = $1 FOR UPDATE", job_id
         )
+
+    async def refresh_job(self, job_id: str, *, reopen: bool = False) -> Progress:
+        # Its counters are counted from the lessons: a concurrent transaction of another
+        # lesson must count after this one commits, not beside it.
+        await self.lock_job(job_id)
         return await super().refresh_job(job_id, reopen=reopen)
 
 

@@ -206,6 +206,7 @@ class SqlStore(abc.ABC):
         """Store a lesson's result, unless a newer attempt or a cancel superseded this one."""
 
         async def work(txn: Transaction) -> bool:
+            await txn.lock_job(job_id)
             row = await txn.fetchone(
                 "UPDATE lessons SET content_status = ?, content = ?, content_error = ?, "
                 "updated_at = ? WHERE id = ? AND attempt = ? AND content_status = 'generating' "
@@ -311,6 +312,7 @@ class SqlStore(abc.ABC):
             )
             if lesson is None or lesson["job_id"] is None:
                 raise NotFound("no such lesson")
+            await txn.lock_job(lesson["job_id"])
             row = await txn.fetchone(
                 "UPDATE lessons SET content_status = 'pending', content = NULL, "
                 "content_error = NULL, updated_at = ? "

@@ -94,6 +94,14 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None: ...
 
+    async def lock_job(self, job_id: str) -> None:
+        """Hold the job's row until commit, before touching its lessons.
+
+        Every writer of a job's lessons locks the job first, so that concurrent writers
+        (a cancel and a finishing lesson) queue up instead of deadlocking. One writer at
+        a time owns a SQLite file: nothing to lock there.
+        """
+
     def lesson_changed(self, job_id: str, course_id: int, row: Row) -> None:
         self.emit(
             "lesson", _lesson_event(job_id, course_id, row), job_id=job_id, course_id=course_id
