@@ -11,7 +11,7 @@ import asyncio
 import json
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,28 +72,39 @@ class Cluster:
         return progress
 
 
+StartCluster = Callable[..., Awaitable[Cluster]]
+
+
 @pytest.fixture
-async def cluster(
+async def start_cluster(
     fake: FakeAnthropic, settings: Settings, tmp_path: Path
-) -> AsyncIterator[Cluster]:
-    nodes = []
-    for n in range(3):
-        env = server_env(
-            api_key=API_KEY,
-            base_url=fake.base_url,
-            model=f"cluster-node-{n}",
-            extra={"COURSEGEN_CONCURRENCY": "2", "COURSEGEN_LEASE_SECONDS": str(LEASE)},
-        )
-        nodes.append(
-            ServerProcess(
-                tmp_path / "unused.db", env, tmp_path / f"node-{n}.log", db_url=settings.db
-            )
-        )
-    try:
+) -> AsyncIterator[StartCluster]:
+    """Start three nodes on the test's PostgreSQL; `extra` adds to each one's environment."""
+    nodes: list[ServerProcess] = []
+
+    async def start(**extra: str) -> Cluster:
+        for n in range(3):
+            env = server_env(
+                api_key=API_KEY,
+                base_url=fake.base_url,
+                model=f"cluster-node-{n}",
+                extra={"COURSEGEN_CONCURRENCY": "2", "COURSEGEN_LEASE_SECONDS": str(LEASE),
+                       **extra},
+            )  # fmt: skip
+            log = tmp_path / f"node-{n}.log"
+            nodes.append(ServerProcess(tmp_path / "unused.db", env, log, db_url=settings.db))
         await asyncio.gather(*(node.start() for node in nodes))
-        yield Cluster(nodes, settings)
+        return Cluster(nodes, settings)
+
+    try:
+        yield start
     finally:
         await asyncio.gather(*(node.stop() for node in nodes))
+
+
+@pytest.fixture
+async def cluster(start_cluster: StartCluster) -> Cluster:
+    return await start_cluster()
 
 
 def writing(fake: FakeAnthropic, model: str) -> bool:
@@ -262,4 +273,18 @@ async def test_a_frozen_node_whose_lease_lapsed_cannot_store_its_late_result(
         if json.loads(data)["content_status"] == "complete"
     )
     assert set(completions.values()) == {1}  # each lesson stored once, never over itself
+    assert await counters_hold(cluster.settings) == []
+
+
+async def test_the_cluster_limit_bounds_calls_in_flight_across_every_node(
+    start_cluster: StartCluster, fake: FakeAnthropic
+) -> None:
+    cluster = await start_cluster(COURSEGEN_CLUSTER_CONCURRENCY="3")
+    fake.delta_gap = 0.01
+    created = [await cluster.generate(n, lessons=4) for n in range(3)]
+    for course in created:
+        assert (await cluster.settle(0, course["job_id"]))["status"] == "complete"
+    # Three nodes of two slots each could make six calls at once; the cluster made three.
+    assert fake.max_lessons_in_flight == 3
+    assert len({cluster.node_of(c.body) for c in fake.lesson_calls()}) >= 2
     assert await counters_hold(cluster.settings) == []

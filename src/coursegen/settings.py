@@ -31,6 +31,7 @@ class Settings:
     demo_delay: float = 1.5
     max_continuations: int = 2
     lease_seconds: float = 30.0
+    cluster_concurrency: int | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     api_token: str | None = field(default=None, repr=False)
@@ -203,6 +204,10 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("lease_seconds", "COURSEGEN_LEASE_SECONDS", "--lease-seconds", "30",
                 "PostgreSQL: how long a node's claim on a lesson holds unless renewed; a dead "
                 "node's lessons move on after it", _seconds(1.0)),
+    SettingSpec("cluster_concurrency", "COURSEGEN_CLUSTER_CONCURRENCY",
+                "--cluster-concurrency", "(none)",
+                "PostgreSQL: lesson calls in flight across all nodes (one API key's rate "
+                "limit); each node stays within COURSEGEN_CONCURRENCY too", _int(1, 100_000)),
     SettingSpec("host", "COURSEGEN_HOST", "--host", "127.0.0.1",
                 "address to listen on; loopback keeps strangers off your API key", _text),
     SettingSpec("port", "COURSEGEN_PORT", "--port", "8000", "port to listen on", _int(0, 65535)),

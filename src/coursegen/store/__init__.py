@@ -12,7 +12,11 @@ async def open_store(settings: Settings, on_commit: OnCommit, *, node: str) -> S
         from coursegen.store.postgres import PostgresStore
 
         return await PostgresStore.open(
-            settings.db, on_commit, node=node, lease=settings.lease_seconds
+            settings.db,
+            on_commit,
+            node=node,
+            lease=settings.lease_seconds,
+            cluster_limit=settings.cluster_concurrency,
         )
     return await SqliteStore.open(settings.db_path, on_commit)
 

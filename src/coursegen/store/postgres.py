@@ -36,6 +36,8 @@ T = TypeVar("T")
 CHANNEL = "coursegen_events"
 # Held from the events' INSERT to COMMIT by every transaction that logs events.
 _EVENT_ORDER_LOCK = 0x636F7572  # "cour"
+# Held by a claim while it counts the cluster's calls in flight (with a limit set).
+_CLUSTER_CLAIM_LOCK = _EVENT_ORDER_LOCK + 2
 _SAFETY_POLL = 1.0  # seconds: how stale a node's streams may get if NOTIFY is lost
 _RETRIES = 5  # a transaction chosen as a deadlock's victim runs again
 _PLACEHOLDER = re.compile(r"\?")
@@ -100,9 +102,16 @@ class PostgresStore(SqlStore):
     )
 
     def __init__(
-        self, pool: asyncpg.Pool, dsn: str, on_commit: OnCommit, node: str, lease: float
+        self,
+        pool: asyncpg.Pool,
+        dsn: str,
+        on_commit: OnCommit,
+        node: str,
+        lease: float,
+        cluster_limit: int | None,
     ) -> None:
         self._pool = pool
+        self._cluster_limit = cluster_limit
         self._dsn = dsn
         self._on_commit = on_commit
         self.node = node
@@ -114,7 +123,15 @@ class PostgresStore(SqlStore):
         self._listener: asyncpg.Connection | None = None
 
     @classmethod
-    async def open(cls, dsn: str, on_commit: OnCommit, *, node: str, lease: float) -> PostgresStore:
+    async def open(
+        cls,
+        dsn: str,
+        on_commit: OnCommit,
+        *,
+        node: str,
+        lease: float,
+        cluster_limit: int | None = None,
+    ) -> PostgresStore:
         """Connect, bring the schema up to date and start following the event log."""
         pool = await asyncpg.create_pool(dsn, min_size=2, max_size=10)
         try:
@@ -122,7 +139,7 @@ class PostgresStore(SqlStore):
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _EVENT_ORDER_LOCK + 1)
                 await conn.execute(postgres_schema_path().read_text())
-            store = cls(pool, dsn, on_commit, node, lease)
+            store = cls(pool, dsn, on_commit, node, lease, cluster_limit)
             store._published = await store.newest_event_id()
             await store._listen()
         except BaseException:
@@ -221,6 +238,8 @@ class PostgresStore(SqlStore):
         claimable = self._CLAIMABLE
 
         async def work(txn: Transaction) -> ClaimedLesson | None:
+            if self._cluster_limit is not None and await self._cluster_full(txn):
+                return None
             row = await txn.fetchone(
                 "UPDATE lessons SET content_status = 'generating', content = '', "
                 "content_error = NULL, attempt = attempt + 1, priority = NULL, updated_at = ?, "
@@ -246,6 +265,20 @@ class PostgresStore(SqlStore):
             )
 
         return await self._write(work)
+
+    async def _cluster_full(self, txn: Transaction) -> bool:
+        """Whether the calls in flight on every node (unexpired claims) reach the limit.
+
+        Counted and claimed under one lock, so two nodes cannot both take the last slot;
+        a dead node's claims count until their leases run out.
+        """
+        await txn.execute("SELECT pg_advisory_xact_lock(?)", (_CLUSTER_CLAIM_LOCK,))
+        row = await txn.fetchone(
+            "SELECT count(*) AS n FROM lessons WHERE content_status = 'generating' "
+            "AND lease_until >= clock_timestamp()"
+        )
+        assert row is not None and self._cluster_limit is not None
+        return int(row["n"]) >= self._cluster_limit
 
     async def renew_leases(self, lessons: list[tuple[int, int]]) -> set[int]:
         """Extend this node's claims; the ids it no longer holds (taken over, cancelled)."""

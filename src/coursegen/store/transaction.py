@@ -94,12 +94,12 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None: ...
 
+    @abc.abstractmethod
     async def lock_job(self, job_id: str) -> None:
         """Hold the job's row until commit, before touching its lessons.
 
         Every writer of a job's lessons locks the job first, so that concurrent writers
-        (a cancel and a finishing lesson) queue up instead of deadlocking. One writer at
-        a time owns a SQLite file: nothing to lock there.
+        (a cancel and a finishing lesson) queue up instead of deadlocking.
         """
 
     def lesson_changed(self, job_id: str, course_id: int, row: Row) -> None:
@@ -167,3 +167,6 @@ class SqliteTransaction(Transaction):
 
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
         await self.db.executemany(sql, [tuple(row) for row in rows])
+
+    async def lock_job(self, job_id: str) -> None:
+        return None  # one writer at a time owns the file: the transaction is the lock
