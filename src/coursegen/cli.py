@@ -1,13 +1,15 @@
-"""The command line: `coursegen serve`."""
+"""The command line: `coursegen serve` and `coursegen copy`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -33,6 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
         "variable; a flag wins. ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL are read by the "
         "Anthropic SDK itself.",
     )
+    copy = commands.add_parser(
+        "copy",
+        help="move a SQLite database into an empty PostgreSQL database",
+        description="Copy every course, lesson, job, event and idempotency key, "
+        "with their ids, from a SQLite file into an empty PostgreSQL database. A second run "
+        "refuses to overwrite.",
+    )
+    copy.add_argument("--from", dest="source", required=True, metavar="FILE",
+                      help="the SQLite database, e.g. coursegen.db")  # fmt: skip
+    copy.add_argument("--to", dest="target", required=True, metavar="URL",
+                      help="the PostgreSQL database, postgresql://...")  # fmt: skip
     for spec in SPECS:
         if spec.flag is None:
             continue
@@ -58,6 +71,9 @@ def _flag_parser(spec: SettingSpec) -> Callable[[str], Any]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command == "copy":
+        copy_command(args.source, args.target)
+        return
     overrides = {spec.field: getattr(args, spec.field, None) for spec in SPECS}
     try:
         settings = Settings.from_env(os.environ, overrides)
@@ -67,6 +83,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     serve(settings)
+
+
+def copy_command(source: str, target: str) -> None:
+    from coursegen.dbcopy import CopyError, copy_database
+
+    if not target.startswith(("postgresql://", "postgres://")):
+        sys.exit("coursegen copy: --to must be a postgresql:// URL")
+    try:
+        copied = asyncio.run(copy_database(Path(source), target))
+    except CopyError as exc:
+        sys.exit(f"coursegen copy: {exc}")
+    except (OSError, ImportError) as exc:
+        sys.exit(f"coursegen copy: cannot reach the PostgreSQL database: {exc}")
+    counts = ", ".join(f"{n} {table}" for table, n in copied.counts.items())
+    print(f"coursegen copy: copied {counts}")
 
 
 class _Server(uvicorn.Server):
