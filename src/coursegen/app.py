@@ -59,6 +59,9 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
         own_provider = provider is None
         chosen = provider if provider is not None else make_provider(settings)
         drafts = Drafts()
+        if store.shared:  # readers on other nodes get the text of lessons written here
+            drafts.share_text = store.share_text
+            store.follow_text(drafts.arrived, drafts.wanted)
         runner = JobRunner(store, chosen, settings, drafts)
         services = Services(settings, store, broker, chosen, runner, drafts, node, anyio.Event())
         app.state.services = services  # for tests and tools that hold the app

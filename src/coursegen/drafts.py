@@ -19,13 +19,16 @@ from coursegen.events import encode_data
 # Deltas arriving within this many seconds are sent to readers as one chunk.
 COALESCE = 0.005
 
+# Hands a chunk (lesson id, attempt, offset, text) to the other nodes.
+ShareText = Callable[[int, int, int, str], None]
+
 
 class Draft:
     """One attempt at a lesson's text, as it is being written."""
 
     __slots__ = (
         "_flush_timer", "_parts", "_text", "attempt", "course_id", "job_id",
-        "lesson_id", "readers", "saved",
+        "lesson_id", "readers", "saved", "share",
     )  # fmt: skip
 
     def __init__(self, lesson_id: int, job_id: str, course_id: int, attempt: int) -> None:
@@ -38,6 +41,8 @@ class Draft:
         self._flush_timer: asyncio.TimerHandle | None = None
         self.readers: set[Reader] = set()
         self.saved = 0  # length of the text the database holds
+        # Set while other nodes have readers of this lesson: each chunk goes to them too.
+        self.share: ShareText | None = None
 
     @property
     def text(self) -> str:
@@ -49,7 +54,7 @@ class Draft:
     def append(self, piece: str) -> None:
         """Take the next piece from the model: cheap, as it runs once for every delta."""
         self._parts.append(piece)
-        if self.readers and self._flush_timer is None:
+        if (self.readers or self.share) and self._flush_timer is None:
             self._flush_timer = asyncio.get_running_loop().call_later(COALESCE, self.flush)
 
     def flush(self) -> None:
@@ -63,6 +68,8 @@ class Draft:
         self._parts.clear()
         offset = len(self._text)
         self._text += chunk
+        if self.share is not None:
+            self.share(self.lesson_id, self.attempt, offset, chunk)
         if not self.readers:
             return
         data = {
@@ -96,7 +103,7 @@ class Draft:
 class Reader:
     """One lesson stream's place: the chunks it has yet to send; `wake` rouses the stream."""
 
-    __slots__ = ("draft", "frames", "lesson_id", "restarted", "wake")
+    __slots__ = ("draft", "frames", "lesson_id", "remote", "restarted", "wake")
 
     def __init__(self, lesson_id: int, wake: Callable[[], None]) -> None:
         self.lesson_id = lesson_id
@@ -104,6 +111,8 @@ class Reader:
         self.frames: deque[bytes] = deque()
         self.draft: Draft | None = None
         self.restarted = False  # a new attempt began: the stream owes a new snapshot
+        # Chunks (attempt, offset, text) of this lesson written on another node.
+        self.remote: list[tuple[int, int, str]] = []
 
     def push(self, frame: bytes) -> None:
         self.frames.append(frame)
@@ -120,6 +129,10 @@ class Reader:
         self.frames.clear()
         self.restarted = False
 
+    def take_remote(self) -> list[tuple[int, int, str]]:
+        chunks, self.remote = self.remote, []
+        return chunks
+
     def restart(self) -> None:
         self.frames.clear()  # chunks of the older attempt are never sent after this
         self.draft = None
@@ -133,6 +146,8 @@ class Drafts:
     def __init__(self) -> None:
         self._by_lesson: dict[int, Draft] = {}
         self._watchers: dict[int, set[Reader]] = {}
+        # Set where other nodes share the database: how to send them a draft's text.
+        self.share_text: ShareText | None = None
 
     def __len__(self) -> int:
         return len(self._by_lesson)
@@ -156,6 +171,24 @@ class Drafts:
 
     def get(self, lesson_id: int) -> Draft | None:
         return self._by_lesson.get(lesson_id)
+
+    def wanted(self, lesson_id: int) -> None:
+        """Another node has a reader of this lesson: if it is written here, send that node
+        the text so far, then every chunk as it comes."""
+        draft = self._by_lesson.get(lesson_id)
+        if draft is None or self.share_text is None:
+            return
+        draft.flush()
+        draft.share = self.share_text
+        self.share_text(lesson_id, draft.attempt, 0, draft.text)
+
+    def arrived(self, lesson_id: int, attempt: int, offset: int, text: str) -> None:
+        """A chunk of a lesson another node writes: for this node's readers of it."""
+        if lesson_id in self._by_lesson:
+            return  # written here: its readers have it from the draft
+        for reader in self._watchers.get(lesson_id, ()):
+            reader.remote.append((attempt, offset, text))
+            reader.wake()
 
     def unsaved(self) -> list[Draft]:
         """Drafts whose text grew since the database last got it."""

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -119,9 +120,9 @@ TERMINAL_LESSON_STATUSES = frozenset(s.value for s in LessonStatus if s.finished
 # A lesson the database calls `generating` before its draft appears here (the claim
 # has committed, its call has not begun): read again this many times, then trust it.
 _SNAPSHOT_READS = 5
-# How often a stream reads the text of a lesson that another node writes. That node
-# stores its text once a second; reading it more often only shortens the wait.
-REMOTE_POLL = 0.25
+# How often a stream reads the text of a lesson that another node writes, should its
+# chunks not arrive: that node stores its text once a second.
+REMOTE_POLL = 1.0
 
 
 async def lesson_events(request: Request) -> EventSourceResponse:
@@ -197,9 +198,12 @@ async def follow_lesson(
     lesson_id = reader.lesson_id
     # Being written elsewhere (another node): its attempt and the text sent of it.
     remote: tuple[int, str] | None = None
+    read_at = 0.0  # when the database was last read for it
     try:
         while True:
             if reader.restarted:  # a new attempt: start over from it
+                # The status changes so far are in the snapshot: none of them after it.
+                position = max(position, broker.last_id)
                 snapshot = await _lesson_snapshot(services, reader)
                 if snapshot is None:
                     return  # the lesson was deleted
@@ -210,6 +214,8 @@ async def follow_lesson(
                 remote = None
                 if status == LessonStatus.GENERATING and reader.draft is None:
                     remote = (snapshot["attempt"], lesson["content"] or "")
+                    read_at = time.monotonic()
+                    await store.want_text(lesson_id)
                 snapshot = None
                 if status in TERMINAL_LESSON_STATUSES:
                     return
@@ -220,12 +226,25 @@ async def follow_lesson(
             # handed over before that change committed, so before the batch was read.
             out = [reader.take()]
             if remote is not None:
-                grown = await _grown(services, lesson_id, remote)
-                if grown is None:  # another attempt, or its text is gone: start over
+                # Written on another node: its chunks come by NOTIFY; the database (where
+                # its writer stores the text once a second, and the final text with the
+                # status change that ends it) covers a lost one and the very end.
+                remote, chunks, newer = _received(lesson_id, remote, reader.take_remote())
+                out.extend(chunks)
+                now = time.monotonic()
+                if not newer and (now >= read_at + REMOTE_POLL or _ends(batch, lesson_id)):
+                    read_at = now
+                    grown = await _grown(services, lesson_id, remote)
+                    if grown is None:
+                        newer = True
+                    else:
+                        remote, chunk = grown
+                        out.append(chunk)
+                if newer:  # another attempt began: start over from it
+                    if any(out):
+                        yield b"".join(out)
                     reader.restarted = True
                     continue
-                remote, chunk = grown
-                out.append(chunk)
             ended = False
             for event in batch:
                 position = event.id
@@ -253,6 +272,45 @@ async def follow_lesson(
     finally:
         services.drafts.unwatch(reader)
         subscription.close()
+
+
+def _ends(batch: list[Frame], lesson_id: int) -> bool:
+    """Whether the batch holds the status change that ends the lesson."""
+    for event in batch:
+        if event.type == "lesson":
+            data = json.loads(event.data)
+            if (
+                data["lesson_id"] == lesson_id
+                and data["content_status"] in TERMINAL_LESSON_STATUSES
+            ):
+                return True
+    return False
+
+
+def _received(
+    lesson_id: int, remote: tuple[int, str], chunks: list[tuple[int, int, str]]
+) -> tuple[tuple[int, str], list[bytes], bool]:
+    """Chunks from the node writing the lesson: what follows on from the text sent (as
+    frames), the new (attempt, text), and whether a newer attempt began there."""
+    attempt, sent = remote
+    frames: list[bytes] = []
+    for chunk_attempt, offset, text in chunks:
+        if chunk_attempt > attempt:
+            return (attempt, sent), frames, True
+        end = offset + len(text)
+        if chunk_attempt < attempt or offset > len(sent) or end <= len(sent):
+            continue  # older, ahead of a gap (the database fills it), or already sent
+        new = text[len(sent) - offset :]
+        data = {
+            "lesson_id": lesson_id,
+            "attempt": attempt,
+            "offset": len(sent),
+            "end": end,
+            "text": new,
+        }
+        frames.append(_frame("text", data))
+        sent += new
+    return (attempt, sent), frames, False
 
 
 async def _grown(

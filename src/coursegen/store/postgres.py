@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -34,6 +35,11 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CHANNEL = "coursegen_events"
+# Chunks of lessons being written, {"l": lesson, "a": attempt, "o": offset, "t": text},
+# and requests for them ({"l": lesson}) from nodes with readers of a lesson written elsewhere.
+TEXT_CHANNEL = "coursegen_text"
+WANT_CHANNEL = "coursegen_want"
+_NOTIFY_BYTES = 7900  # PostgreSQL refuses a payload of 8000 bytes or more
 # Held from the events' INSERT to COMMIT by every transaction that logs events.
 _EVENT_ORDER_LOCK = 0x636F7572  # "cour"
 # Held by a claim while it counts the cluster's calls in flight (with a limit set).
@@ -51,6 +57,23 @@ def _dialect(sql: str) -> str:
         count = iter(range(1, 1000))
         found = _translated[sql] = _PLACEHOLDER.sub(lambda _: f"${next(count)}", sql)
     return found
+
+
+def _json_bytes(text: str) -> int:
+    return len(json.dumps(text, ensure_ascii=False).encode())
+
+
+def _pieces(offset: int, text: str) -> list[tuple[int, str]]:
+    """`text` (starting at `offset`) cut so that each piece fits in one NOTIFY payload."""
+    pieces: list[tuple[int, str]] = []
+    start = 0
+    while start < len(text) or not pieces:
+        size = len(text) - start
+        while size > 1 and _json_bytes(text[start : start + size]) > _NOTIFY_BYTES - 100:
+            size //= 2
+        pieces.append((offset + start, text[start : start + size]))
+        start += max(size, 1)
+    return pieces
 
 
 class PgTransaction(Transaction):
@@ -121,6 +144,12 @@ class PostgresStore(SqlStore):
         self._wake = asyncio.Event()
         self._feed: asyncio.Task[None] | None = None
         self._listener: asyncpg.Connection | None = None
+        self._on_text: Callable[[int, int, int, str], None] | None = None
+        self._on_wanted: Callable[[int], None] | None = None
+        # Chunks leave in order through one connection: NOTIFYs of one session arrive in
+        # the order sent, those of several sessions need not.
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -149,10 +178,11 @@ class PostgresStore(SqlStore):
         return store
 
     async def close(self) -> None:
-        if self._feed is not None:
-            self._feed.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._feed
+        for task in (self._feed, self._sender):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
@@ -193,6 +223,8 @@ class PostgresStore(SqlStore):
     async def _listen(self) -> None:
         self._listener = await asyncpg.connect(self._dsn)
         await self._listener.add_listener(CHANNEL, self._notified)
+        await self._listener.add_listener(TEXT_CHANNEL, self._text_arrived)
+        await self._listener.add_listener(WANT_CHANNEL, self._text_wanted)
         self._listener.add_termination_listener(self._lost)
 
     def _notified(self, *args: object) -> None:
@@ -226,6 +258,49 @@ class PostgresStore(SqlStore):
                     return
                 self._published = events[-1].id
                 self._on_commit(events)
+
+    # -- the text of lessons being written, between nodes ----------------------------------
+
+    def follow_text(
+        self, on_text: Callable[[int, int, int, str], None], on_wanted: Callable[[int], None]
+    ) -> None:
+        self._on_text, self._on_wanted = on_text, on_wanted
+
+    async def want_text(self, lesson_id: int) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                "SELECT pg_notify($1, $2)", WANT_CHANNEL, json.dumps({"l": lesson_id})
+            )
+
+    def share_text(self, lesson_id: int, attempt: int, offset: int, text: str) -> None:
+        for piece_offset, piece in _pieces(offset, text):
+            payload = {"l": lesson_id, "a": attempt, "o": piece_offset, "t": piece}
+            self._outbox.put_nowait(json.dumps(payload, separators=(",", ":"), ensure_ascii=False))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_text(), name="text sender")
+
+    async def _send_text(self) -> None:
+        conn = await asyncpg.connect(self._dsn)
+        try:
+            while True:
+                payload = await self._outbox.get()
+                try:
+                    await conn.execute("SELECT pg_notify($1, $2)", TEXT_CHANNEL, payload)
+                except (OSError, asyncpg.PostgresError) as exc:
+                    # Readers elsewhere then catch up from the text stored once a second.
+                    logger.warning("sending a lesson's text to other nodes failed: %s", exc)
+                    return
+        finally:
+            await conn.close()
+
+    def _text_arrived(self, *args: Any) -> None:
+        if self._on_text is not None:
+            chunk = json.loads(args[3])
+            self._on_text(chunk["l"], chunk["a"], chunk["o"], chunk["t"])
+
+    def _text_wanted(self, *args: Any) -> None:
+        if self._on_wanted is not None:
+            self._on_wanted(json.loads(args[3])["l"])
 
     # -- what PostgreSQL says its own way --------------------------------------------------
 

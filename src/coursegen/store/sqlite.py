@@ -117,3 +117,19 @@ class SqliteStore(SqlStore):
                 return await work(SqliteTransaction(self._reader))
 
         return await self._shielded(run())
+
+    # One process owns an unshared database: no other node writes or reads its lessons.
+
+    def follow_text(
+        self, on_text: Callable[[int, int, int, str], None], on_wanted: Callable[[int], None]
+    ) -> None:
+        """Call `on_text` with other nodes' chunks, `on_wanted` when one wants ours."""
+        return None
+
+    async def want_text(self, lesson_id: int) -> None:
+        """Ask the node writing this lesson for its text as it comes."""
+        return None
+
+    def share_text(self, lesson_id: int, attempt: int, offset: int, text: str) -> None:
+        """Send a chunk of a lesson written here to the nodes that want it."""
+        return None
