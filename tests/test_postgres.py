@@ -8,13 +8,14 @@ stopping node hands back only its own lessons.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
 
 from coursegen.domain import Event, LessonPlan, Outline
 from coursegen.settings import Settings
-from coursegen.store.postgres import PostgresStore
+from coursegen.store.postgres import PostgresStore, _pieces
 from tests.conftest import counters_hold, db_rows
 
 
@@ -203,3 +204,30 @@ async def test_a_cancel_racing_lessons_that_finish_leaves_a_consistent_job(
             assert {row[0] for row in rows} <= {"complete", "pending"}
         else:
             assert progress.status == "complete" and {row[0] for row in rows} == {"complete"}
+
+
+@pytest.mark.parametrize("text", ["", "plain words " * 2000, '\x01\n"é🍞' * 3000])
+def test_text_is_cut_into_pieces_that_each_fit_one_notify(text: str) -> None:
+    pieces = _pieces(100, text)
+    assert "".join(piece for _, piece in pieces) == text
+    offset = 100
+    for start, piece in pieces:
+        assert start == offset
+        payload = {"l": 1, "a": 1, "o": start, "t": piece}
+        assert len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()) < 8000
+        offset += len(piece)
+
+
+async def test_a_chunk_too_big_for_one_notify_reaches_another_node_whole(
+    open_node: OpenNode,
+) -> None:
+    a, b = await open_node("a"), await open_node("b")
+    got: list[tuple[int, int, int, str]] = []
+    b.s.follow_text(lambda *chunk: got.append(chunk), lambda lesson: None)
+    text = "Ünïcödé 🍞 and a long paragraph. " * 1000  # ~34 KB, ~5 payloads
+    a.s.share_text(7, 2, 0, text)
+    a.s.share_text(7, 2, len(text), " The end.")
+    await until(lambda: sum(len(t) for *_, t in got) == len(text) + len(" The end."))
+    assert all((lesson, attempt) == (7, 2) for lesson, attempt, _, _ in got)
+    assert [offset for _, _, offset, _ in got] == sorted(offset for _, _, offset, _ in got)
+    assert "".join(t for *_, t in got) == text + " The end."
