@@ -24,11 +24,11 @@ from typing import Any, TypeVar
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from coursegen.domain import ClaimedLesson, JobSnapshot, Progress
+from coursegen.domain import JobSnapshot, Progress
 from coursegen.resources import postgres_schema_path
 from coursegen.store.base import OnCommit, Row, progress_of, summary_of
 from coursegen.store.sql import SqlStore
-from coursegen.store.transaction import LATEST_JOB, LESSON_CHANGE, Transaction, utcnow
+from coursegen.store.transaction import Transaction
 
 logger = logging.getLogger(__name__)
 
@@ -307,39 +307,17 @@ class PostgresStore(SqlStore):
     def _own_lessons(self) -> tuple[str, tuple[Any, ...]]:
         return " AND node = ?", (self.node,)
 
-    async def claim_next_lesson(self, job_id: str) -> ClaimedLesson | None:
-        """Claim the next lesson under a lease: the most recently prioritised one of any
-        running job, else this job's first; pending, or held by a node whose lease ran out."""
-        claimable = self._CLAIMABLE
+    _CLAIM_LOCK = " FOR UPDATE OF l SKIP LOCKED"  # nodes claiming at once take others
 
-        async def work(txn: Transaction) -> ClaimedLesson | None:
-            if self._cluster_limit is not None and await self._cluster_full(txn):
-                return None
-            row = await txn.fetchone(
-                "UPDATE lessons SET content_status = 'generating', content = '', "
-                "content_error = NULL, attempt = attempt + 1, priority = NULL, updated_at = ?, "
-                "node = ?, lease_until = clock_timestamp() + make_interval(secs => ?) "
-                "WHERE id = coalesce("
-                " (SELECT l.id FROM lessons l JOIN content_generation_jobs j "
-                "  ON j.course_id = l.course_id WHERE l.priority IS NOT NULL "
-                f"  AND {claimable} AND j.status = 'running' "
-                "  ORDER BY l.priority DESC LIMIT 1 FOR UPDATE OF l SKIP LOCKED),"
-                " (SELECT l.id FROM lessons l JOIN content_generation_jobs j "
-                "  ON j.course_id = l.course_id WHERE j.id = ? AND j.status = 'running' "
-                f"  AND {claimable} ORDER BY l.position, l.id LIMIT 1 "
-                "  FOR UPDATE OF l SKIP LOCKED)) "
-                f"{LESSON_CHANGE}, attempt, {LATEST_JOB.format(course='lessons.course_id')} "
-                "AS job_id",
-                (utcnow(), self.node, self._lease, job_id),
-            )
-            if row is None:
-                return None
-            txn.lesson_changed(row["job_id"], row["course_id"], row)
-            return ClaimedLesson(
-                row["id"], row["position"], row["attempt"], row["job_id"], row["course_id"]
-            )
+    def _claim(self) -> tuple[str, tuple[Any, ...]]:
+        """A claim holds for the lease, by the database's clock, and names its node."""
+        return ", node = ?, lease_until = clock_timestamp() + make_interval(secs => ?)", (
+            self.node,
+            self._lease,
+        )
 
-        return await self._write(work)
+    async def _may_claim(self, txn: Transaction) -> bool:
+        return self._cluster_limit is None or not await self._cluster_full(txn)
 
     async def _cluster_full(self, txn: Transaction) -> bool:
         """Whether the calls in flight on every node (unexpired claims) reach the limit.

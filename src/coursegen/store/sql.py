@@ -38,8 +38,17 @@ class SqlStore(abc.ABC):
     """Async access to courses, lessons, jobs, the event log and idempotency keys."""
 
     shared = False  # whether other processes write the database too
-    # A lesson a runner may claim (`l` is the lessons table).
+    # A lesson a runner may claim (`l` is the lessons table), and how the claim locks it.
     _CLAIMABLE = "l.content_status = 'pending'"
+    _CLAIM_LOCK = ""  # one writer at a time owns an unshared database
+
+    def _claim(self) -> tuple[str, tuple[Any, ...]]:
+        """More columns a claim sets (`, column = ?`...), and their parameters."""
+        return "", ()
+
+    async def _may_claim(self, txn: Transaction) -> bool:
+        """Whether a claim may be made now (a limit beyond this process's own)."""
+        return True
 
     @abc.abstractmethod
     async def close(self) -> None: ...
@@ -132,24 +141,28 @@ class SqlStore(abc.ABC):
     # -- the runner's transitions ----------------------------------------------------
 
     async def claim_next_lesson(self, job_id: str) -> ClaimedLesson | None:
-        """Move the next lesson to `generating`: the most recently prioritised pending
-        lesson of any running job, else this job's first pending one."""
+        """Move the next lesson to `generating`: the most recently prioritised claimable
+        lesson of any running job, else this job's first claimable one."""
+        claim, params = self._claim()
+        lock = self._CLAIM_LOCK
 
         async def work(txn: Transaction) -> ClaimedLesson | None:
+            if not await self._may_claim(txn):
+                return None
             row = await txn.fetchone(
                 "UPDATE lessons SET content_status = 'generating', content = '', "
-                "content_error = NULL, attempt = attempt + 1, priority = NULL, updated_at = ? "
-                "WHERE id = coalesce("
+                f"content_error = NULL, attempt = attempt + 1, priority = NULL{claim}, "
+                "updated_at = ? WHERE id = coalesce("
                 " (SELECT l.id FROM lessons l JOIN content_generation_jobs j "
                 "  ON j.course_id = l.course_id WHERE l.priority IS NOT NULL "
-                "  AND l.content_status = 'pending' AND j.status = 'running' "
-                "  ORDER BY l.priority DESC LIMIT 1),"
+                f"  AND {self._CLAIMABLE} AND j.status = 'running' "
+                f"  ORDER BY l.priority DESC LIMIT 1{lock}),"
                 " (SELECT l.id FROM lessons l JOIN content_generation_jobs j "
                 "  ON j.course_id = l.course_id WHERE j.id = ? AND j.status = 'running' "
-                "  AND l.content_status = 'pending' ORDER BY l.position, l.id LIMIT 1)) "
+                f"  AND {self._CLAIMABLE} ORDER BY l.position, l.id LIMIT 1{lock})) "
                 f"{LESSON_CHANGE}, attempt, {LATEST_JOB.format(course='lessons.course_id')} "
                 "AS job_id",
-                (utcnow(), job_id),
+                (*params, utcnow(), job_id),
             )
             if row is None:
                 return None
