@@ -200,6 +200,12 @@ class JobRunner:
                         break
                     driver.again = False
                     continue
+                if self._closing:
+                    # The server began to stop while the claim committed: start no call
+                    # that could only be cut off and paid for twice; close() hands the
+                    # lesson back.
+                    self._slots.release()
+                    break
                 owner = lesson.job_id
                 call = asyncio.create_task(
                     self._write(owner, course if owner == job_id else None, lesson),
