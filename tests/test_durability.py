@@ -4,6 +4,13 @@ The server runs as a child process (tests/serverproc.py) and talks to the fake
 Messages API in the test's own loop. Each life of the server uses its own model
 name, so the fake's log tells which life made every lesson call. Kill moments
 are picked from the event stream or the fake's own state, never by sleeping.
+
+Every test runs on both engines (the `engine` fixture of conftest.py). They differ
+in one way a user can notice: a restarted SQLite server owns its file and puts the
+lessons the crash left `generating` back to `pending` at once; a restarted
+PostgreSQL node is a new node (a new name), so it takes the dead node's lessons
+over only once their leases end (LEASE seconds at most). Either way nothing is
+lost, counters stay true and only the calls in flight are made again.
 """
 
 from __future__ import annotations
@@ -12,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,16 +31,21 @@ import pytest
 from httpx_sse import EventSource, ServerSentEvent, aconnect_sse
 
 from coursegen.fake_anthropic import FakeAnthropic
+from coursegen.settings import Settings
 from tests.serverproc import (
+    Database,
     ServerProcess,
     ServerRun,
     counter_mismatches,
     duplicate_calls,
     event_ids,
+    fetch,
     integrity,
     job_row,
+    leases,
     lesson_statuses,
     server_env,
+    stored_twice,
 )
 
 API_KEY = "sk-ant-durability-test-key-0b6e"
@@ -46,6 +57,10 @@ LESSON_DELAY = 0.8
 # After the kill only the remaining lessons matter: let them run fast.
 RESTART_DELAY = 0.2
 SETTLE_WITHIN = 30.0
+# PostgreSQL: seconds a node's claim holds unless renewed. Short, so that a restarted
+# node takes a killed one's lessons over within the test; long enough that a busy
+# machine still renews it in time (every LEASE / 3 s).
+LEASE = 2
 
 Fire = Callable[[], None]
 
@@ -68,8 +83,12 @@ class Service:
     left: list[dict[str, str]] = field(default_factory=list)
 
     @property
-    def db(self) -> Path:
-        return self.server.db_path
+    def db(self) -> Database:
+        return self.server.db
+
+    @property
+    def postgres(self) -> bool:
+        return self.server.db_url is not None
 
     def url(self, path: str) -> str:
         return self.server.url + path
@@ -96,10 +115,10 @@ class Service:
     async def kill(self, job_id: str) -> dict[str, str]:
         """SIGKILL (if not sent already), reap, and read the lessons as the crash left them."""
         await self.server.kill()
-        return self.died(job_id)
+        return await self.died(job_id)
 
-    def died(self, job_id: str) -> dict[str, str]:
-        statuses = lesson_statuses(self.db, job_id)
+    async def died(self, job_id: str) -> dict[str, str]:
+        statuses = await lesson_statuses(self.db, job_id)
         self.left.append(statuses)
         return statuses
 
@@ -121,9 +140,9 @@ class Service:
             if call.ended is None and call.body.get("model") == model
         }
 
-    def runs(self, job_id: str) -> list[ServerRun]:
+    async def runs(self, job_id: str) -> list[ServerRun]:
         """Every life so far with its calls; the current one ends with the database as it is."""
-        left = [*self.left, lesson_statuses(self.db, job_id)][: self.life]
+        left = [*self.left, await lesson_statuses(self.db, job_id)][: self.life]
         return [ServerRun(self.calls(n + 1), statuses) for n, statuses in enumerate(left)]
 
     async def settle(self, job_id: str) -> dict[str, Any]:
@@ -139,14 +158,22 @@ class Service:
 
 
 @pytest.fixture
-async def service(fake: FakeAnthropic, tmp_path: Path) -> AsyncIterator[Service]:
+async def service(
+    fake: FakeAnthropic, settings: Settings, tmp_path: Path
+) -> AsyncIterator[Service]:
+    """The server on the test's database: a SQLite file, or a fresh PostgreSQL database."""
     env = server_env(
         api_key=API_KEY,
         base_url=fake.base_url,
         model="unset",
-        extra={"COURSEGEN_CONCURRENCY": str(CONCURRENCY), "COURSEGEN_LESSON_TIMEOUT": "60"},
+        extra={
+            "COURSEGEN_CONCURRENCY": str(CONCURRENCY),
+            "COURSEGEN_LESSON_TIMEOUT": "60",
+            "COURSEGEN_LEASE_SECONDS": str(LEASE),
+        },
     )
-    server = ServerProcess(tmp_path / "coursegen.db", env, tmp_path / "server.log")
+    db_url = settings.db if settings.engine == "postgresql" else None
+    server = ServerProcess(tmp_path / "coursegen.db", env, tmp_path / "server.log", db_url=db_url)
     async with httpx.AsyncClient(timeout=10.0) as http:
         try:
             yield Service(fake, server, http)
@@ -154,18 +181,22 @@ async def service(fake: FakeAnthropic, tmp_path: Path) -> AsyncIterator[Service]
             await server.stop()
 
 
-async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
-    """Poll in-process state (the fake's log) until `condition` holds, or fail."""
+async def until(condition: Callable[[], bool | Awaitable[bool]], within: float = 20.0) -> None:
+    """Poll in-process state (the fake's log) or the database until `condition` holds."""
     async with asyncio.timeout(within):
         while True:
-            if condition():
+            met = condition()
+            if met if isinstance(met, bool) else await met:
                 return
             await asyncio.sleep(0.01)
 
 
-def assert_sound(db: Path) -> None:
-    assert counter_mismatches(db) == []
-    assert integrity(db) == "ok"
+async def assert_sound(db: Database) -> None:
+    """True counters, a sound database whose events agree with its rows, and no lesson
+    whose result was stored twice."""
+    assert await counter_mismatches(db) == []
+    assert await integrity(db) == "ok"
+    assert await stored_twice(db) == []
 
 
 # -- kill -9 mid-job, at several moments ---------------------------------------------------
@@ -212,11 +243,19 @@ async def test_kill_9_mid_job_loses_nothing_and_repeats_only_calls_in_flight(
     await moment(service, job_id, service.fire(signal.SIGKILL))
     at_kill = await service.kill(job_id)
     assert service.server.exit_codes == [-signal.SIGKILL]
+    dead_node = service.server.node
 
-    # The crash left a sound file with true counters, whatever it interrupted.
-    assert_sound(service.db)
+    # The crash left a sound database with true counters, whatever it interrupted.
+    await assert_sound(service.db)
     done = {title for title, status in at_kill.items() if status == "complete"}
     in_flight = {title for title, status in at_kill.items() if status == "generating"}
+    if service.postgres:
+        # The dead node's claims stand until their leases end (renewed every LEASE / 3 s).
+        measured = time.monotonic()
+        held = await leases(service.db, job_id)
+        assert set(held) == in_flight
+        assert all(node == dead_node and seconds <= LEASE for node, seconds in held.values())
+        lease_ends = {title: measured + seconds for title, (_, seconds) in held.items()}
     assert set(at_kill.values()) <= {"pending", "generating", "complete"}
     if moment is while_calls_are_in_flight:
         assert len(done) >= 2 and len(in_flight) >= CONCURRENCY, at_kill
@@ -229,14 +268,30 @@ async def test_kill_9_mid_job_loses_nothing_and_repeats_only_calls_in_flight(
     await service.start()
     progress = await service.settle(job_id)
 
-    statuses = lesson_statuses(service.db, job_id)
+    statuses = await lesson_statuses(service.db, job_id)
     assert len(statuses) == LESSONS
     assert set(statuses.values()) == {"complete"}, statuses
-    job = job_row(service.db, job_id)
+    job = await job_row(service.db, job_id)
     counters = (job["status"], job["completed_lessons"], job["failed_lessons"])
     assert counters == ("complete", LESSONS, 0)
     assert progress["status"] == "complete" and progress["progress"] == 100
-    assert_sound(service.db)
+    await assert_sound(service.db)
+    if service.postgres:
+        # The restarted node (a new name) left the dead node's lessons alone until each
+        # lease ended, then wrote them; on SQLite the restart requeued them at once.
+        assert service.server.node != dead_node
+        taken_over = {
+            c.title: c.started
+            for c in service.fake.lesson_calls()
+            if c.body.get("model") == service.model(2) and c.title in lease_ends
+        }
+        assert set(taken_over) == in_flight
+        late = {
+            t: lease_ends[t] - started
+            for t, started in taken_over.items()
+            if started < lease_ends[t]
+        }
+        assert late == {}, f"taken over before the lease ended (seconds early): {late}"
 
     before, after = service.calls(1), service.calls(2)
     # The first life called each lesson at most once, and only those it had claimed.
@@ -249,7 +304,7 @@ async def test_kill_9_mid_job_loses_nothing_and_repeats_only_calls_in_flight(
     assert before.total() + after.total() == LESSONS + len(reached)
     if moment is while_calls_are_in_flight:
         assert len(reached) >= CONCURRENCY
-    assert duplicate_calls(service.runs(job_id)) == {}
+    assert duplicate_calls(await service.runs(job_id)) == {}
     assert len(fake.outline_calls()) == 1
 
 
@@ -288,7 +343,7 @@ async def test_sigterm_with_a_stream_open_exits_fast_and_requeues_calls_in_fligh
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
-    left = service.died(job_id)
+    left = await service.died(job_id)
 
     assert took < 10.0, f"exit took {took:.1f} s"
     # uvicorn re-raises the signal once it has shut down cleanly, so the parent sees it.
@@ -299,18 +354,27 @@ async def test_sigterm_with_a_stream_open_exits_fast_and_requeues_calls_in_fligh
     # The calls in flight were cancelled, not waited for, and their lessons went back.
     aborted = {c.title for c in fake.lesson_calls() if c.aborted}
     assert aborted == in_flight
+    # Handed back on the way out: on PostgreSQL no node waits for a lease either.
     assert all(left[title] == "pending" for title in in_flight), left
     assert "generating" not in left.values()
-    assert job_row(service.db, job_id)["status"] == "running"
-    assert_sound(service.db)
+    assert (await job_row(service.db, job_id))["status"] == "running"
+    await assert_sound(service.db)
 
     fake.lesson_delay = RESTART_DELAY
     await service.start()
+    restarted = time.monotonic()
     assert (await service.settle(job_id))["status"] == "complete"
-    assert set(lesson_statuses(service.db, job_id).values()) == {"complete"}
-    assert_sound(service.db)
+    assert set((await lesson_statuses(service.db, job_id)).values()) == {"complete"}
+    await assert_sound(service.db)
     assert service.calls(2) == Counter(t for t, s in left.items() if s != "complete")
-    assert duplicate_calls(service.runs(job_id)) == {}
+    assert duplicate_calls(await service.runs(job_id)) == {}
+    # Nothing waited for a lease: the handed-back lessons were called as the node came up.
+    resumed = [
+        c.started - restarted
+        for c in fake.lesson_calls()
+        if c.title in in_flight and c.body.get("model") == service.model(2)
+    ]
+    assert max(resumed) < LEASE / 2, resumed
 
 
 # A request whose body is announced but never sent: once the server has asked for it
@@ -340,11 +404,11 @@ async def test_sigterm_starts_no_new_lesson_call_while_the_server_drains(
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
-    left = service.died(job_id)
+    left = await service.died(job_id)
 
     assert took < 10.0
     assert "generating" not in left.values()
-    assert_sound(service.db)
+    await assert_sound(service.db)
     late = sorted(c.title for c in fake.lesson_calls() if c.started > sent)
     assert late == [], f"{len(late)} lesson call(s) started after SIGTERM, then aborted"
 
@@ -418,12 +482,13 @@ async def test_stream_resumes_across_a_restart_with_every_later_event_once(
             job_id = await service.generate()
             first = await read_first_half(service, source, job_id, signum)
     await service.server.wait(within=10.0)
-    service.died(job_id)
-    assert_sound(service.db)
+    await service.died(job_id)
+    await assert_sound(service.db)
     cursor = int(first[-1].id)
     scope = job_id if stream == "job" else None
-    assert frame_ids(first) == [i for i in event_ids(service.db, scope, start) if i <= cursor]
-    missed = event_ids(service.db, scope, cursor)  # written after the client's last event
+    logged = await event_ids(service.db, scope, start)
+    assert frame_ids(first) == [i for i in logged if i <= cursor]
+    missed = await event_ids(service.db, scope, cursor)  # written after the client's last event
 
     fake.lesson_delay = RESTART_DELAY
     await service.start()
@@ -445,10 +510,10 @@ async def test_stream_resumes_across_a_restart_with_every_later_event_once(
     assert ids[0] > cursor
     assert ids[: len(missed)] == missed
     # Every event logged after the cursor, and nothing else, each once, in order.
-    assert ids == event_ids(service.db, scope, cursor)
-    assert set(lesson_statuses(service.db, job_id).values()) == {"complete"}
-    assert_sound(service.db)
-    assert duplicate_calls(service.runs(job_id)) == {}
+    assert ids == await event_ids(service.db, scope, cursor)
+    assert set((await lesson_statuses(service.db, job_id)).values()) == {"complete"}
+    await assert_sound(service.db)
+    assert duplicate_calls(await service.runs(job_id)) == {}
 
 
 # -- a finished job stays finished -----------------------------------------------------------
@@ -462,7 +527,7 @@ async def test_restart_on_a_complete_job_calls_the_model_not_at_all(
     job_id = await service.generate(lessons=3)
     assert (await service.settle(job_id))["status"] == "complete"
     await service.kill(job_id)  # a crash after the end: no shutdown code ran
-    logged = event_ids(service.db)
+    logged = await event_ids(service.db)
     calls = len(fake.calls)
 
     await service.start()
@@ -479,8 +544,8 @@ async def test_restart_on_a_complete_job_calls_the_model_not_at_all(
 
     assert len(fake.calls) == calls, [c.title for c in fake.calls[calls:]]
     assert service.calls(2) == Counter()
-    assert event_ids(service.db) == logged
-    assert_sound(service.db)
+    assert await event_ids(service.db) == logged
+    await assert_sound(service.db)
 
 
 async def test_the_text_so_far_survives_kill_9_and_is_replaced_not_merged_after(
@@ -496,16 +561,18 @@ async def test_the_text_so_far_survives_kill_9_and_is_replaced_not_merged_after(
     await service.start()
     job_id = await service.generate(lessons=1)
 
-    def stored() -> str:
-        with sqlite3.connect(service.db) as db:
-            row = db.execute("SELECT content FROM lessons WHERE id = 1").fetchone()
-        return row[0] or ""
+    async def stored() -> str:
+        rows = await fetch(service.db, "SELECT content FROM lessons WHERE id = 1")
+        return str(rows[0]["content"] or "")
 
-    await until(lambda: len(stored()) >= 400)  # a save or two after the first words
+    async def saved() -> bool:
+        return len(await stored()) >= 400  # a save or two after the first words
+
+    await until(saved)
     shown = (await service.http.get(service.url("/api/lessons/1"))).json()
     assert shown["content_status"] == "generating" and first.startswith(shown["content"])
     await service.kill(job_id)
-    partial = stored()
+    partial = await stored()
     assert 400 <= len(partial) < len(first.rstrip()) and first.startswith(partial)
 
     fake.delta_gap = 0.001
@@ -514,4 +581,4 @@ async def test_the_text_so_far_survives_kill_9_and_is_replaced_not_merged_after(
     final = (await service.http.get(service.url("/api/lessons/1"))).json()
     assert final["content"] == second.rstrip()  # the new attempt's text alone
     assert "first attempt" not in final["content"]
-    assert_sound(service.db)
+    await assert_sound(service.db)
