@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import shutil
@@ -18,8 +19,11 @@ from typing import Any
 from coursegen.bench import report
 from coursegen.bench.fake_control import FakeProcess
 from coursegen.bench.harness import Bench, Outcome
+from coursegen.bench.pg import SETTINGS as PG_SETTINGS
+from coursegen.bench.pg import PgError, PgServer
 from coursegen.bench.procs import machine_busy, own_cpu, raise_open_files, split_cpus
 from coursegen.bench.scenarios import (
+    cluster,
     cost,
     delivery,
     generate,
@@ -53,6 +57,13 @@ SCENARIOS: dict[str, Scenario] = {
     "stream": _one(streaming.run),
     "prioritise": _one(prioritise.run),
 }
+# Several nodes on one database: PostgreSQL only (SPEC section 13).
+CLUSTER: dict[str, Scenario] = {
+    "crossnode": _one(cluster.cross_node),
+    "takeover": _one(cluster.takeover),
+    "rolling": _one(cluster.rolling_restart),
+}
+ENGINES = ("sqlite", "postgresql")
 
 
 async def _write_and_leaks(bench: Bench) -> list[Outcome]:
@@ -61,19 +72,33 @@ async def _write_and_leaks(bench: Bench) -> list[Outcome]:
 
 def plan(chosen: list[str]) -> list[tuple[str, Scenario]]:
     """The scenarios to run, in order; write and leaks share one service when both run."""
+    every = {**SCENARIOS, **CLUSTER}
     if "write" in chosen and "leaks" in chosen:
         # The leak check's 1,000 lessons are the write-path load: one service does both.
-        return [
-            (n, _write_and_leaks if n == "leaks" else SCENARIOS[n]) for n in chosen if n != "write"
-        ]
-    return [(n, SCENARIOS[n]) for n in chosen]
+        return [(n, _write_and_leaks if n == "leaks" else every[n]) for n in chosen if n != "write"]
+    return [(n, every[n]) for n in chosen]
+
+
+def available(engine: str) -> list[str]:
+    """The scenarios an engine runs, in order (a cluster needs PostgreSQL)."""
+    return [*SCENARIOS, *CLUSTER] if engine == "postgresql" else list(SCENARIOS)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m coursegen.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short smoke run (~30 s)")
     parser.add_argument(
-        "--only", default="", help=f"comma-separated scenarios, of: {', '.join(SCENARIOS)}"
+        "--engine",
+        choices=ENGINES,
+        default="sqlite",
+        help="the database every service runs on; postgresql: a throwaway server of the "
+        "bench's own, a new database per service, and the cluster scenarios",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated scenarios, of: {', '.join(SCENARIOS)} "
+        f"(and with --engine postgresql: {', '.join(CLUSTER)})",
     )
     parser.add_argument("--out", type=Path, default=Path("bench"), help="folder for the results")
     parser.add_argument("--no-pin", action="store_true", help="do not pin service and clients")
@@ -85,10 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def run(args: argparse.Namespace) -> int:
-    chosen = [s.strip() for s in args.only.split(",") if s.strip()] or list(SCENARIOS)
-    unknown = [s for s in chosen if s not in SCENARIOS]
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()] or available(args.engine)
+    unknown = [s for s in chosen if s not in available(args.engine)]
     if unknown:
-        print(f"unknown scenario(s): {', '.join(unknown)}", file=sys.stderr)
+        needs = " (they need --engine postgresql)" if set(unknown) <= set(CLUSTER) else ""
+        print(f"unknown scenario(s): {', '.join(unknown)}{needs}", file=sys.stderr)
         return 2
     started, cpu, busy = time.monotonic(), own_cpu(), machine_busy()
     load_before = os.getloadavg()
@@ -96,10 +122,24 @@ async def run(args: argparse.Namespace) -> int:
     service_cpus, client_cpus = split_cpus(not args.no_pin)
     if client_cpus is not None:
         os.sched_setaffinity(0, client_cpus)
+    pg: PgServer | None = None
+    if args.engine == "postgresql":
+        # Like the fake, it is what the service talks to: it runs beside the clients.
+        try:
+            pg = PgServer.start(client_cpus)
+        except PgError as exc:
+            print(f"[bench] {exc}", file=sys.stderr)
+            return 2
     workdir = Path(tempfile.mkdtemp(prefix="coursegen-bench-"))
-    fake = await FakeProcess.start(client_cpus)
-    bench = Bench(fake, workdir, args.quick, service_cpus, client_cpus, args.profile)
+    try:
+        fake = await FakeProcess.start(client_cpus)
+    except BaseException:
+        if pg is not None:
+            pg.stop()
+        raise
+    bench = Bench(fake, workdir, args.quick, service_cpus, client_cpus, args.profile, pg)
     outcomes: list[Outcome] = []
+    db_cpu = bench.db_cpu()
     try:
         for name, scenario in plan(chosen):
             print(f"[bench] {name} ...", file=sys.stderr, flush=True)
@@ -113,21 +153,35 @@ async def run(args: argparse.Namespace) -> int:
                 )
                 outcomes.append(failed)
         fake_cpu = fake.stats().cpu
+        db_cpu = bench.db_cpu() - db_cpu
     finally:
         await fake.stop()
+        if pg is not None:
+            if args.keep:  # its data goes with the server; its log stays with the services'
+                with contextlib.suppress(OSError):
+                    shutil.copy(pg.log, workdir / "postgresql.log")
+            pg.stop()
         if args.keep:
             print(f"[bench] databases and service logs kept in {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     environment = _environment(open_files, service_cpus, client_cpus, args)
+    if pg is not None:
+        environment["postgresql"] = {
+            "bindir": str(pg.bindir),
+            "settings": PG_SETTINGS,
+            "startup_seconds": pg.startup_seconds,
+        }
     client_cpu = own_cpu() - cpu
     service_cpu = sum(o.service_cpu for o in outcomes)
+    ours = client_cpu + fake_cpu + service_cpu + db_cpu
     environment.update(
         wall_seconds=time.monotonic() - started,
         client_cpu_seconds=client_cpu,
         fake_cpu_seconds=fake_cpu,
         service_cpu_seconds=service_cpu,
-        other_processes_cpu_seconds=machine_busy() - busy - client_cpu - fake_cpu - service_cpu,
+        database_cpu_seconds=db_cpu,
+        other_processes_cpu_seconds=machine_busy() - busy - ours,
         load_average_before=load_before,
         load_average_after=os.getloadavg(),
     )
@@ -146,6 +200,7 @@ def _environment(
         "open_files_limit": open_files,
         "service_cpus": sorted(service) if service else "unpinned",
         "client_and_fake_cpus": sorted(clients) if clients else "unpinned",
+        "engine": args.engine,
         "quick": args.quick,
         "workdir_kept": args.keep,
     }

@@ -45,6 +45,18 @@ class FakeCall:
     end: float
     status: int
     deltas: tuple[tuple[int, float], ...] = ()
+    model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FakeBegin:
+    """A lesson call as it reached the fake (with `begins` on): the model the service
+    asked for (a node's name in the cluster scenarios), topic, position, wall clock."""
+
+    model: str
+    topic: str
+    position: int
+    at: float
 
 
 class FakeProcess:
@@ -55,6 +67,7 @@ class FakeProcess:
         self.api_key = api_key
         self.base_url = ""
         self.calls: list[FakeCall] = []
+        self.begins: list[FakeBegin] = []
         self._acks: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ids = 0
         self._ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -111,6 +124,10 @@ class FakeProcess:
         """Let the held calls through, at most one every `spacing` seconds from now on."""
         await self.command("open", prefix=prefix, spacing=spacing)
 
+    async def report_begins(self, on: bool) -> None:
+        """Record each lesson call as it arrives (in `begins`), not only as it ends."""
+        await self.command("begins", on=on)
+
     def mark(self) -> int:
         """A position in the call record, for `calls_since`."""
         return len(self.calls)
@@ -133,7 +150,13 @@ class FakeProcess:
                         c["end"],
                         c.get("status", 0),
                         tuple((int(e), float(t)) for e, t in c.get("deltas", ())),
+                        c.get("model", ""),
                     )
+                )
+            elif "began" in record:
+                b = record["began"]
+                self.begins.append(
+                    FakeBegin(b.get("model", ""), b.get("topic", ""), b.get("position", 0), b["at"])
                 )
             elif "ready" in record:
                 self._ready.set_result(record["ready"])

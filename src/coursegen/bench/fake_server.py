@@ -7,8 +7,9 @@
 # calls of topics starting with a prefix, `open` lets them through (at most one per
 # `spacing` seconds, so that completions are spread evenly), `stream` shapes the lesson
 # text and its deltas (see `StreamShape`) and can have the deltas of some topics' calls
-# stamped. It exits when stdin closes. Its own process keeps its CPU off the clients'
-# event loop; the bench pins it beside them.
+# stamped, `begins` has it also print a line as each lesson call arrives (model, topic,
+# position, wall clock; before any gate). It exits when stdin closes. Its own process
+# keeps its CPU off the clients' event loop; the bench pins it beside them.
 
 from __future__ import annotations
 
@@ -87,6 +88,8 @@ class BenchFake(FakeAnthropic):
         self.gates: dict[str, Gate] = {}
         self.shape: StreamShape | None = None
         self._texts: dict[str, str] = {}
+        # Whether to report each lesson call as it arrives (before any gate), not only its end.
+        self.report_begins = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,6 +118,9 @@ class BenchFake(FakeAnthropic):
             body = None
         if isinstance(body, dict):
             info.update(_describe(body))
+            info["model"] = str(body.get("model", ""))
+            if self.report_begins and info["kind"] == "lesson":
+                _emit({"began": {**info, "at": time.time()}})
             gate = self._gate_for(info)
             if gate is not None and not await _through_or_gone(request, gate):
                 return Response(status_code=CLIENT_GONE)
@@ -142,6 +148,8 @@ class BenchFake(FakeAnthropic):
             self.shape = StreamShape(**shape) if shape else None
             self.lesson_text = self._shaped_text if self.shape else None
             self._texts.clear()
+        elif kind == "begins":
+            self.report_begins = bool(op.get("on", True))
         elif kind != "ping":
             raise ValueError(f"unknown command {kind!r}")
         return {}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from coursegen.bench.fake_control import FakeProcess, StreamShape
+from coursegen.bench.pg import PgServer
 from coursegen.bench.procs import machine_busy, own_cpu, spawned_on
 from coursegen.bench.service import Service
 
@@ -42,6 +43,8 @@ class Outcome:
     others_cpu: float = 0.0
     # Set when another scenario's service measured this one (write path inside the leak check).
     within: str | None = None
+    # CPU of the PostgreSQL server (with --engine postgresql): the service's database work.
+    db_cpu: float = 0.0
 
     def add(self, figure: str, measured: str, target: str = "", ok: bool | None = None) -> None:
         self.figures.append(Figure(figure, measured, target, ok))
@@ -57,8 +60,63 @@ class Bench:
     service_cpus: set[int] | None
     client_cpus: set[int] | None
     profile: Path | None = None
+    # With --engine postgresql: the bench's own server; every service gets a new database.
+    pg: PgServer | None = None
     services_started: int = 0
     _service_cpu: float = 0.0
+    _profilers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def any_cpu(self) -> set[int] | None:
+        """Every CPU (for the nodes of a cluster that are not the one measured), or None
+        when nothing is pinned."""
+        if self.service_cpus is None or self.client_cpus is None:
+            return None
+        return self.service_cpus | self.client_cpus
+
+    def db_cpu(self) -> float:
+        return self.pg.cpu() if self.pg is not None else 0.0
+
+    async def database(self) -> str | None:
+        """A new empty PostgreSQL database's DSN; None on SQLite (a new file per service)."""
+        return await self.pg.create_database() if self.pg is not None else None
+
+    def env(
+        self,
+        *,
+        concurrency: int,
+        max_active_jobs: int = 100_000,
+        model: str = "claude-bench",
+        extra: dict[str, str] | None = None,
+    ) -> dict[str, str]:
+        """A service's environment: the fake as its API, no retries, the rest as given."""
+        return {
+            "COURSEGEN_PROVIDER": "anthropic",
+            "ANTHROPIC_API_KEY": self.fake.api_key,
+            "ANTHROPIC_BASE_URL": self.fake.base_url,
+            "COURSEGEN_CONCURRENCY": str(concurrency),
+            "COURSEGEN_MAX_ACTIVE_JOBS": str(max_active_jobs),
+            "COURSEGEN_MAX_RETRIES": "0",
+            "COURSEGEN_MODEL": model,
+            **(extra or {}),
+        }
+
+    async def start_node(
+        self, name: str, env: dict[str, str], dsn: str | None, cpus: set[int] | None
+    ) -> Service:
+        """Start one `coursegen serve` (stop it with `stop_node`, which counts its CPU)."""
+        self.services_started += 1
+        label = f"{self.services_started:02d}-{name}"
+        service = await Service.start(self.workdir / label, env, cpus, dsn)
+        profiler = self._profile(service.pid, label)
+        if profiler is not None:
+            self._profilers.append(profiler)
+        return service
+
+    async def stop_node(self, service: Service, *, kill: bool = False) -> None:
+        """SIGTERM (or SIGKILL) it and count the CPU it used."""
+        await (service.kill() if kill else service.stop())
+        self._service_cpu += service.stats().cpu
 
     @contextlib.asynccontextmanager
     async def service(
@@ -77,26 +135,19 @@ class Bench:
         """
         await self.fake.delays(lesson=lesson_delay, outline=outline_delay)
         await self.fake.stream(stream)
-        self.services_started += 1
-        env = {
-            "COURSEGEN_PROVIDER": "anthropic",
-            "ANTHROPIC_API_KEY": self.fake.api_key,
-            "ANTHROPIC_BASE_URL": self.fake.base_url,
-            "COURSEGEN_CONCURRENCY": str(concurrency),
-            "COURSEGEN_MAX_ACTIVE_JOBS": str(max_active_jobs),
-            "COURSEGEN_MAX_RETRIES": "0",
-            "COURSEGEN_MODEL": "claude-bench",
-        }
-        workdir = self.workdir / f"{self.services_started:02d}-{name}"
-        service = await Service.start(workdir, env, self.service_cpus)
-        profiler = self._profile(service.pid, f"{self.services_started:02d}-{name}")
+        env = self.env(concurrency=concurrency, max_active_jobs=max_active_jobs)
+        service = await self.start_node(name, env, await self.database(), self.service_cpus)
         try:
             yield service
         finally:
-            self._service_cpu += service.stats().cpu
-            await service.stop()
-            if profiler is not None:
-                profiler.wait(30)
+            await self.stop_node(service)
+            self.wait_profilers()
+
+    def wait_profilers(self) -> None:
+        """Wait for the py-spy recorders of the services stopped (each ends with its own)."""
+        for profiler in self._profilers:
+            profiler.wait(30)
+        self._profilers.clear()
 
     def _profile(self, pid: int, name: str) -> subprocess.Popen[bytes] | None:
         """With --profile, sample the service with py-spy (collapsed stacks) until it exits."""
@@ -128,7 +179,7 @@ class Bench:
         """Time a scenario and the CPU its clients, the fake and its services used."""
         outcome = Outcome(name)
         start, client, fake = time.monotonic(), own_cpu(), self.fake.stats().cpu
-        service, busy = self._service_cpu, machine_busy()
+        service, busy, db = self._service_cpu, machine_busy(), self.db_cpu()
         try:
             yield outcome
         finally:
@@ -136,5 +187,6 @@ class Bench:
             outcome.client_cpu = own_cpu() - client
             outcome.fake_cpu = self.fake.stats().cpu - fake
             outcome.service_cpu = self._service_cpu - service
-            ours = outcome.client_cpu + outcome.fake_cpu + outcome.service_cpu
+            outcome.db_cpu = self.db_cpu() - db
+            ours = outcome.client_cpu + outcome.fake_cpu + outcome.service_cpu + outcome.db_cpu
             outcome.others_cpu = max(0.0, machine_busy() - busy - ours)

@@ -28,28 +28,33 @@ def table(outcomes: list[Outcome]) -> str:
 
 
 def cpu_lines(outcomes: list[Outcome], environment: dict[str, Any]) -> str:
-    """Who used the CPU in each scenario: the service, the bench's clients and the fake."""
+    """Who used the CPU in each scenario: the service, the bench's clients and the fake
+    (and PostgreSQL, when it is the engine)."""
+    pg = environment.get("engine") == "postgresql"
+    db_head = f" {'postgresql cpu s':>17}" if pg else ""
     lines = [
         f"{'scenario':<10} {'wall s':>7} {'service cpu s':>14} {'client cpu s':>13} "
-        f"{'fake cpu s':>11} {'other processes cpu s':>22}"
+        f"{'fake cpu s':>11}{db_head} {'other processes cpu s':>22}"
     ]
     for o in outcomes:
         if o.within:
             lines.append(f"{o.name:<10} (measured within the {o.within} scenario)")
             continue
+        db = f" {o.db_cpu:>17.2f}" if pg else ""
         lines.append(
             f"{o.name:<10} {o.seconds:>7.1f} {o.service_cpu:>14.2f} "
-            f"{o.client_cpu:>13.2f} {o.fake_cpu:>11.2f} {o.others_cpu:>22.2f}"
+            f"{o.client_cpu:>13.2f} {o.fake_cpu:>11.2f}{db} {o.others_cpu:>22.2f}"
         )
     pins = (
-        f"service on CPU {environment['service_cpus']}, clients and fake on CPU "
-        f"{environment['client_and_fake_cpus']}"
+        f"service on CPU {environment['service_cpus']}, clients and fake"
+        f"{' and PostgreSQL' if pg else ''} on CPU {environment['client_and_fake_cpus']}"
     )
+    db_total = f"PostgreSQL {environment['database_cpu_seconds']:.1f} s, " if pg else ""
     lines.append(
         f"total wall {environment['wall_seconds']:.1f} s; CPU: service "
         f"{environment['service_cpu_seconds']:.1f} s, bench clients "
         f"{environment['client_cpu_seconds']:.1f} s, fake {environment['fake_cpu_seconds']:.1f} "
-        f"s, other processes {environment['other_processes_cpu_seconds']:.1f} s; {pins}"
+        f"s, {db_total}other processes {environment['other_processes_cpu_seconds']:.1f} s; {pins}"
     )
     return "\n".join(lines)
 
@@ -70,6 +75,8 @@ def write(outcomes: list[Outcome], environment: dict[str, Any], folder: Path) ->
     folder.mkdir(parents=True, exist_ok=True)
     if environment.get("quick"):
         print("--quick: a smoke run with shorter jobs and fewer clients; not the issue's figures")
+    if environment.get("engine") == "postgresql":
+        print("engine: PostgreSQL (a throwaway server of the bench's own; a new database each)")
     print(table(outcomes))
     print()
     print(cpu_lines(outcomes, environment))
@@ -93,6 +100,7 @@ def write(outcomes: list[Outcome], environment: dict[str, Any], folder: Path) ->
                 "client_cpu_seconds": o.client_cpu,
                 "fake_cpu_seconds": o.fake_cpu,
                 "other_processes_cpu_seconds": o.others_cpu,
+                "postgresql_cpu_seconds": o.db_cpu,
                 **o.data,
             }
             for o in outcomes

@@ -1,4 +1,4 @@
-"""The real service as a subprocess: `coursegen serve` on a new SQLite file, calling the fake."""
+"""The real service as a subprocess: `coursegen serve` on a new database, calling the fake."""
 
 from __future__ import annotations
 
@@ -39,26 +39,34 @@ def _open_log(workdir: Path) -> tuple[Path, BinaryIO]:
 class Service:
     """One running `coursegen serve`, a keep-alive JSON client to it and stream helpers."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, port: int, log: Path) -> None:
+    def __init__(
+        self, proc: asyncio.subprocess.Process, port: int, log: Path, dsn: str | None = None
+    ) -> None:
         self.proc = proc
         self.port = port
         self.log = log
         self.db = log.with_name("bench.db")  # the SQLite file (`start` puts both together)
+        self.dsn = dsn  # the postgresql:// URL it serves instead, if any
         self.api = HttpClient(HOST, port)
+        self.last_stats = ProcStats(0.0, 0, 0, 0)
 
     @classmethod
-    async def start(cls, workdir: Path, env: dict[str, str], cpus: set[int] | None) -> Service:
-        """Start on a free port with a new database in `workdir`; return once it answers."""
+    async def start(
+        cls, workdir: Path, env: dict[str, str], cpus: set[int] | None, dsn: str | None = None
+    ) -> Service:
+        """Start on a free port with a new SQLite database in `workdir` (or on the
+        PostgreSQL database `dsn`); return once it answers."""
         port = free_port()
         log, out = _open_log(workdir)
-        command = [*_command(), "--port", str(port), "--db", str(workdir / "bench.db")]
+        db = dsn or str(workdir / "bench.db")
+        command = [*_command(), "--port", str(port), "--db", db]
         # Only the bench's settings: none of the caller's COURSEGEN_ or ANTHROPIC_ variables.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
         with spawned_on(cpus), out:
             proc = await asyncio.create_subprocess_exec(
                 *command, env={**inherited, **env}, stdout=out, stderr=asyncio.subprocess.STDOUT
             )
-        service = cls(proc, port, log)
+        service = cls(proc, port, log, dsn)
         deadline = time.monotonic() + 30
         while True:
             if proc.returncode is not None:
@@ -76,7 +84,11 @@ class Service:
         return self.proc.pid
 
     def stats(self) -> ProcStats:
-        return read_stats(self.proc.pid)
+        """Its numbers now; once it has exited, the last ones read."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(OSError):
+                self.last_stats = read_stats(self.proc.pid)
+        return self.last_stats
 
     def client(self) -> HttpClient:
         """A new keep-alive connection of its own."""
@@ -91,9 +103,14 @@ class Service:
         return body
 
     def stream(
-        self, path: str, on_frame: Callable[[Frame], None] | None = None, *, keep: bool = True
+        self,
+        path: str,
+        on_frame: Callable[[Frame], None] | None = None,
+        *,
+        keep: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> SseStream:
-        return SseStream(HOST, self.port, path, on_frame, keep=keep)
+        return SseStream(HOST, self.port, path, on_frame, keep=keep, headers=headers)
 
     async def open_streams(
         self, path: str, count: int, *, parallel: int = 100, first: bool = True
@@ -106,8 +123,18 @@ class Service:
             needle = text.encode()
             return sum(1 for line in f if needle in line)
 
+    async def kill(self) -> int:
+        """SIGKILL: it dies with no cleanup at all (its last numbers are kept)."""
+        self.stats()
+        await self.api.close()
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        return await self.proc.wait()
+
     async def stop(self) -> int:
         """SIGTERM, as a user's Ctrl-C would; SIGKILL if it has not exited after 10 s."""
+        self.stats()
         await self.api.close()
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):

@@ -53,8 +53,10 @@ class SseStream:
         on_frame: Callable[[Frame], None] | None = None,
         *,
         keep: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.host, self.port, self.path = host, port, path
+        self._headers = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self.frames: list[Frame] = []  # with `keep` False, only `on_frame` sees them
         self._keep = keep
         self.pings = 0
@@ -83,7 +85,7 @@ class SseStream:
             await self._loop.sock_connect(sock, (self.host, self.port))
             request = (
                 f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
+                f"Accept: text/event-stream\r\nCache-Control: no-cache\r\n{self._headers}\r\n"
             )
             await self._loop.sock_sendall(sock, request.encode())
         except OSError as exc:

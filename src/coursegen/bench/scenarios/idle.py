@@ -88,7 +88,7 @@ async def run(bench: Bench) -> Outcome:
             "method": "per-job streams on a running course whose only lesson is held at the "
             "fake, so they receive nothing; RSS from /proc/<pid>/status before and 0.5 s after "
             "opening; event-loop lag = round trip of GET /api/health (which includes one "
-            "SQLite read) sampled every 50 ms while two other courses' 20 lessons run (4 "
+            "database read) sampled every 50 ms while two other courses' 20 lessons run (4 "
             "lesson calls of 0.5 s in flight): an upper bound of the lag",
         }
         out.add(

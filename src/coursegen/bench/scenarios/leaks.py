@@ -87,7 +87,9 @@ async def run(bench: Bench, *, with_write: bool = False) -> list[Outcome]:
             load = await writes.load(bench, svc, lessons, "leaks")
             churn = await cycles(svc, held["job_id"], count)
             after, sockets_after = await settled(bench, svc, sockets_before.get(CLIENTS, 0))
-            locked = svc.log_count(writes.LOCKED)
+            # After the leak figures: the write path's second load, lessons in one delta.
+            whole = await writes.load_whole(bench, svc, lessons) if with_write else {}
+            locked, load["deadlocks_run_again"] = writes.refused(svc)
         grew = (after.rss - before.rss) / 2**20
         out.data = {
             "before": before.as_dict(),
@@ -141,8 +143,9 @@ async def run(bench: Bench, *, with_write: bool = False) -> list[Outcome]:
             "locked_errors": locked,
             "method": writes.METHOD,
             "note": "measured inside the leaks scenario's service",
+            "whole": whole,
         }
-        writes.figures(write, load, locked)
+        writes.figures(write, load, locked, svc, whole)
         outcomes.append(write)
     outcomes.append(out)
     return outcomes
