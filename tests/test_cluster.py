@@ -290,3 +290,28 @@ async def test_the_cluster_limit_bounds_calls_in_flight_across_every_node(
     assert fake.max_lessons_in_flight == 3
     assert len({cluster.node_of(c.body) for c in fake.lesson_calls()}) >= 2
     assert await counters_hold(cluster.settings) == []
+
+
+async def test_readers_waiting_on_a_queued_lesson_follow_it_on_whichever_node_writes_it(
+    start_cluster: StartCluster, fake: FakeAnthropic
+) -> None:
+    cluster = await start_cluster(COURSEGEN_CLUSTER_CONCURRENCY="1")
+    fake.lesson_text = lambda title: LONG
+    fake.delta_gap = 0.004
+    created = await cluster.generate(0, lessons=3)
+    last = created["course"]["lessons"][2]["id"]
+
+    async def read(node: ServerProcess) -> Reading:
+        reading = Reading()
+        async with httpx.AsyncClient(timeout=SETTLE) as http:
+            url = f"{node.url}/api/lessons/{last}/events"
+            async with aconnect_sse(http, "GET", url) as source:
+                async for sse in source.aiter_sse():
+                    apply(reading, sse.event, sse.json())
+        return reading
+
+    # Connected while it waits its turn; one node writes it, the others follow by NOTIFY.
+    readings = await asyncio.gather(*(read(node) for node in cluster.nodes))
+    for reading in readings:
+        assert reading.statuses[-1] == "complete" and reading.text == LONG.rstrip()
+        assert reading.grew_while_generating

@@ -5,7 +5,10 @@ there; nothing is encoded until a reader needs it. Readers get the text as
 `text` chunks whose `offset` and `end` count Unicode code points (Python's `len`),
 deltas that arrive within COALESCE seconds travelling as one chunk, encoded once
 for every reader. The database gets the text so far from the runner's saver, at
-most once a second, so a reload or a restarted process shows it too.
+most once a second, so a reload or a restarted process shows it too. Where nodes
+share a database, a draft that another node's reader asked for also sends its
+chunks there (`share`), and chunks of lessons written elsewhere arrive here for
+this node's readers (`arrived`).
 """
 
 from __future__ import annotations
@@ -127,6 +130,7 @@ class Reader:
     def start_over(self) -> None:
         """A snapshot is being sent: it holds everything so far, so nothing is owed."""
         self.frames.clear()
+        self.remote.clear()
         self.restarted = False
 
     def take_remote(self) -> list[tuple[int, int, str]]:
@@ -148,9 +152,6 @@ class Drafts:
         self._watchers: dict[int, set[Reader]] = {}
         # Set where other nodes share the database: how to send them a draft's text.
         self.share_text: ShareText | None = None
-
-    def __len__(self) -> int:
-        return len(self._by_lesson)
 
     def start(self, lesson_id: int, job_id: str, course_id: int, attempt: int) -> Draft:
         """A new attempt at the lesson begins: its readers start over from it."""

@@ -245,7 +245,9 @@ async def follow_lesson(
                         yield b"".join(out)
                     reader.restarted = True
                     continue
-            ended = False
+            else:
+                reader.take_remote()  # not following another node's writing: not ours
+            ended = started_elsewhere = False
             for event in batch:
                 position = event.id
                 if event.type != "lesson":
@@ -254,10 +256,19 @@ async def follow_lesson(
                 if data["lesson_id"] == lesson_id:
                     out.append(event.frame)
                     ended = data["content_status"] in TERMINAL_LESSON_STATUSES
+                    started_elsewhere = (
+                        data["content_status"] == LessonStatus.GENERATING
+                        and reader.draft is None
+                        and remote is None
+                    )
             if any(out):
                 yield b"".join(out)
             if ended or broker.closed:
                 return
+            if started_elsewhere:
+                # Claimed by another node (here, its draft would have restarted us):
+                # follow its text from a snapshot of the database.
+                reader.restarted = True
             if len(batch) == EVENT_PAGE or reader.restarted:
                 continue
             if remote is None:
