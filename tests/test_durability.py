@@ -258,7 +258,10 @@ async def test_kill_9_mid_job_loses_nothing_and_repeats_only_calls_in_flight(
         lease_ends = {title: measured + seconds for title, (_, seconds) in held.items()}
     assert set(at_kill.values()) <= {"pending", "generating", "complete"}
     if moment is while_calls_are_in_flight:
-        assert len(done) >= 2 and len(in_flight) >= CONCURRENCY, at_kill
+        # Two calls had answered: a result the kill beat to its commit counts as in
+        # flight (a slot frees when the model answers, before the result is stored).
+        assert len(done) >= 1 and len(in_flight) >= CONCURRENCY, at_kill
+        assert len(done) + len(in_flight) >= 2 + CONCURRENCY, at_kill
     elif moment is between_calls:
         assert done, at_kill
     else:
