@@ -120,6 +120,18 @@ async def until(check: Callable[[], bool], within: float = 20.0) -> None:
             await asyncio.sleep(0.02)
 
 
+async def read_lesson(node: ServerProcess, lesson_id: int) -> Reading:
+    """Follow a lesson's stream on one node until it ends; what the reader rebuilt."""
+    reading = Reading()
+    async with (
+        httpx.AsyncClient(timeout=SETTLE) as http,
+        aconnect_sse(http, "GET", f"{node.url}/api/lessons/{lesson_id}/events") as source,
+    ):
+        async for sse in source.aiter_sse():
+            apply(reading, sse.event, sse.json())
+    return reading
+
+
 async def read_stream(url: str, headers: dict[str, str] | None = None) -> list[tuple[int, str]]:
     async with (
         httpx.AsyncClient(timeout=SETTLE) as http,
@@ -163,16 +175,7 @@ async def test_readers_on_every_node_rebuild_the_exact_text(
     created = await cluster.generate(0, lessons=1)
     lesson_id = created["course"]["lessons"][0]["id"]
 
-    async def read(node: ServerProcess) -> Reading:
-        reading = Reading()
-        async with httpx.AsyncClient(timeout=SETTLE) as http:
-            url = f"{node.url}/api/lessons/{lesson_id}/events"
-            async with aconnect_sse(http, "GET", url) as source:
-                async for sse in source.aiter_sse():
-                    apply(reading, sse.event, sse.json())
-        return reading
-
-    readings = await asyncio.gather(*(read(node) for node in cluster.nodes))
+    readings = await asyncio.gather(*(read_lesson(n, lesson_id) for n in cluster.nodes))
     for reading in readings:
         assert reading.status == "complete"
         assert reading.text == (LONG * 2).rstrip()
@@ -194,8 +197,16 @@ async def test_a_node_killed_mid_job_loses_nothing(cluster: Cluster, fake: FakeA
         }
 
     await until(lambda: bool(in_flight(0)))
-    cut_off = in_flight(0)
+    dead = await cluster.name(0)
     await cluster.nodes[0].kill()
+    # What the dead node held: its calls in flight, and any answer it had not yet stored.
+    held = await db_rows(
+        cluster.settings,
+        "SELECT title FROM lessons WHERE content_status = 'generating' AND node = ?",
+        dead,
+    )
+    cut_off = {title for (title,) in held}
+    assert cut_off
     progress = await cluster.settle(1, job)
     assert progress["status"] == "complete"
     assert await counters_hold(cluster.settings) == []
@@ -301,17 +312,8 @@ async def test_readers_waiting_on_a_queued_lesson_follow_it_on_whichever_node_wr
     created = await cluster.generate(0, lessons=3)
     last = created["course"]["lessons"][2]["id"]
 
-    async def read(node: ServerProcess) -> Reading:
-        reading = Reading()
-        async with httpx.AsyncClient(timeout=SETTLE) as http:
-            url = f"{node.url}/api/lessons/{last}/events"
-            async with aconnect_sse(http, "GET", url) as source:
-                async for sse in source.aiter_sse():
-                    apply(reading, sse.event, sse.json())
-        return reading
-
     # Connected while it waits its turn; one node writes it, the others follow by NOTIFY.
-    readings = await asyncio.gather(*(read(node) for node in cluster.nodes))
+    readings = await asyncio.gather(*(read_lesson(n, last) for n in cluster.nodes))
     for reading in readings:
         assert reading.statuses[-1] == "complete" and reading.text == LONG.rstrip()
         assert reading.grew_while_generating
