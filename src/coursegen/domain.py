@@ -47,6 +47,53 @@ class Outline:
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens a model call (or the sum of several) was billed for, and their price.
+
+    `cost_usd` is None when a call's model has no known price: the tokens still count.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cost_usd: float | None = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        cost = (
+            None
+            if self.cost_usd is None or other.cost_usd is None
+            else self.cost_usd + other.cost_usd
+        )
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_creation_input_tokens + other.cache_creation_input_tokens,
+            self.cache_read_input_tokens + other.cache_read_input_tokens,
+            cost,
+        )
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Usage:
+        return cls(
+            data["input_tokens"],
+            data["output_tokens"],
+            data["cache_creation_input_tokens"],
+            data["cache_read_input_tokens"],
+            data["cost_usd"],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+            "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 6),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
     """A job's state: the progress object of the API and of `progress`/`job` events."""
 
