@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any
 
 import anthropic
 import pytest
 from anthropic import AsyncAnthropic
-from anthropic.types import MessageParam, RawMessageDeltaEvent, RawMessageStreamEvent
+from anthropic.types import (
+    MessageParam,
+    RawMessageDeltaEvent,
+    RawMessageStreamEvent,
+    TextBlockParam,
+)
+from anthropic.types.messages import MessageBatch, batch_create_params
 
-from coursegen.fake_anthropic import FakeAnthropic
+from coursegen.fake_anthropic import FakeAnthropic, cache_minimum, prompt_tokens
 
 KEY = "sk-ant-test-key"
 MODEL = "claude-fake-model"
@@ -546,3 +554,403 @@ async def test_client_gone_before_the_first_token(
     await wait_until(lambda: fake.in_flight == 0)
     [call] = fake.lesson_calls("Never")
     assert call.aborted and call.sent_text == "" and call.stop_reason is None
+
+
+# --- Usage, as the fake counts it: ceil(characters / 4) of the text a request carries. ---
+
+
+def usage_of(usage: Any) -> dict[str, int]:
+    """The four figures of an SDK usage object, as a plain dict like `Call.usage`."""
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+        "cache_read_input_tokens": usage.cache_read_input_tokens,
+    }
+
+
+def compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+async def test_usage_is_counted_from_the_text_of_the_request(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    fake.lesson_text = lambda title: "x" * 38  # ceil(38 / 4) = 10 output tokens
+    # A system string (400 characters) and a user string (20): 420 / 4 = 105 input tokens.
+    message = await client.messages.create(
+        model=MODEL,
+        max_tokens=1000,
+        system="abcd" * 100,
+        messages=[{"role": "user", "content": "Lesson 1 of 1: Intro"}],
+    )
+    expected = {
+        "input_tokens": 105,
+        "output_tokens": 10,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
+    assert usage_of(message.usage) == expected
+    [call] = fake.lesson_calls("Intro")
+    assert call.usage == expected
+    # Block lists count each block's text: 10 + 11 + 21 = 42 characters, 11 tokens.
+    system: list[TextBlockParam] = [
+        {"type": "text", "text": "a" * 10},
+        {"type": "text", "text": "b" * 11},
+    ]
+    content: list[TextBlockParam] = [{"type": "text", "text": "Lesson 1 of 2: Blocks"}]
+    messages: list[MessageParam] = [{"role": "user", "content": content}]
+    stream = await client.messages.create(
+        model=MODEL, max_tokens=1000, system=system, messages=messages, stream=True
+    )
+    async with stream:
+        events = [event async for event in stream]
+    start = events[0]
+    assert start.type == "message_start"
+    assert usage_of(start.message.usage) == {**expected, "input_tokens": 11, "output_tokens": 1}
+    delta = next(e for e in events if e.type == "message_delta")
+    # message_delta repeats the input and cache figures, cumulative like output_tokens.
+    assert usage_of(delta.usage) == {**expected, "input_tokens": 11}
+    [blocks] = fake.lesson_calls("Blocks")  # a block-list prompt is still a lesson call
+    assert blocks.usage == {**expected, "input_tokens": 11}
+    # An outline call counts its tools as compact JSON, and answers its tool input's JSON.
+    answer = await outline(client, "Topic: Git")
+    assert answer.usage.input_tokens == math.ceil((len(compact(TOOL)) + len("Topic: Git")) / 4)
+    assert answer.usage.output_tokens == math.ceil(len(compact(tool_input(answer))) / 4)
+    assert fake.outline_calls()[0].usage == usage_of(answer.usage)
+    assert fake.reported_usage() == {
+        "input_tokens": 105 + 11 + answer.usage.input_tokens,
+        "output_tokens": 10 + 10 + answer.usage.output_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
+
+
+async def test_prompt_tokens_documents_the_rule() -> None:
+    tool = {**TOOL, "cache_control": {"type": "ephemeral"}}
+    body = {
+        "tools": [tool],
+        "system": "s" * 7,
+        "messages": [
+            {"role": "user", "content": "u" * 9},
+            {"role": "assistant", "content": [{"type": "tool_use", "input": {"a": 1}}]},
+            {"role": "user", "content": [{"type": "tool_result", "content": "r" * 5}]},
+        ],
+    }
+    tool_chars = len(compact(TOOL))  # the tool without its cache_control
+    total = tool_chars + 7 + 9 + len('{"a":1}') + 5
+    assert prompt_tokens(body) == (math.ceil(total / 4), math.ceil(tool_chars / 4))
+    # A top-level cache_control puts the breakpoint on the last block of all.
+    assert prompt_tokens({**body, "cache_control": {"type": "ephemeral"}}) == (
+        math.ceil(total / 4),
+        math.ceil(total / 4),
+    )
+    assert prompt_tokens({"messages": []}) == (0, 0)
+
+
+async def test_usage_of_a_stream_the_client_left_is_its_start_usage(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    fake.lesson_text = lambda title: LONG
+    fake.delta_gap = 0.01
+    stream = await client.messages.create(
+        model=MODEL, max_tokens=1000, messages=lesson_messages("Left"), stream=True
+    )
+    async with stream:
+        async for event in stream:
+            if event.type == "content_block_delta":
+                fake.delta_gap = 30.0
+                break
+    await wait_until(lambda: fake.in_flight == 0)
+    [call] = fake.lesson_calls("Left")
+    assert call.aborted and call.usage is not None
+    assert call.usage["output_tokens"] == 1 and call.usage["input_tokens"] > 10
+    # A call refused before its answer began reported nothing.
+    fake.add_fault(kind="lesson", status=500)
+    with pytest.raises(anthropic.InternalServerError):
+        await stream_lesson(client, "Refused")
+    assert fake.lesson_calls("Refused")[0].usage is None
+
+
+# --- Prompt caching ---
+
+# Over 1,024 tokens together (the minimum for unknown models), and the same for every lesson.
+GUIDELINES = "Write short, concrete lessons with one worked example each. " * 60
+COURSE = "Course: Testing asynchronous Python services, for working engineers. " * 20
+PREFIX = math.ceil((len(GUIDELINES) + len(COURSE)) / 4)
+CC: dict[str, Any] = {"cache_control": {"type": "ephemeral"}}
+
+
+def cached_lesson(k: int, ttl: str | None = None) -> dict[str, Any]:
+    """A lesson request as the service sends it: the course block carries cache_control."""
+    control: dict[str, Any] = {"type": "ephemeral"}
+    if ttl is not None:
+        control["ttl"] = ttl
+    prompt = f"Lesson {k} of 3: Part {k}\nWrite the lesson."
+    return {
+        "model": MODEL,
+        "max_tokens": 1000,
+        "system": [
+            {"type": "text", "text": GUIDELINES},
+            {"type": "text", "text": COURSE, "cache_control": control},
+        ],
+        "messages": [{"role": "user", "content": prompt}],
+    }
+
+
+async def test_cache_write_then_read(fake: FakeAnthropic, client: AsyncAnthropic) -> None:
+    assert PREFIX >= 1024
+    first = await client.messages.create(**cached_lesson(1))
+    assert first.usage.cache_creation_input_tokens == PREFIX
+    assert first.usage.cache_read_input_tokens == 0
+    assert fake.cache_entries == 1
+    # Another lesson of the course, streamed: the same prefix is read, the rest is input.
+    async with client.messages.stream(**cached_lesson(2)) as stream:
+        final = await stream.get_final_message()
+    total = prompt_tokens(cached_lesson(2))[0]
+    assert usage_of(final.usage) == {
+        "input_tokens": total - PREFIX,
+        "output_tokens": final.usage.output_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": PREFIX,
+    }
+    reads = [(c.usage or {}).get("cache_read_input_tokens") for c in fake.lesson_calls()]
+    assert reads == [0, PREFIX]
+    # The key is the model and the prefix: another model writes its own entry.
+    other = await client.messages.create(**{**cached_lesson(3), "model": "claude-sonnet-4-6"})
+    assert other.usage.cache_creation_input_tokens == PREFIX
+    assert fake.cache_entries == 2
+    fake.clear_cache()
+    assert fake.cache_entries == 0
+
+
+async def test_no_caching_below_the_model_minimum(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    short = {**cached_lesson(1), "system": [{"type": "text", "text": "Be brief.", **CC}]}
+    for _ in range(2):
+        message = await client.messages.create(**short)
+        assert message.usage.cache_creation_input_tokens == 0
+        assert message.usage.cache_read_input_tokens == 0
+        assert message.usage.input_tokens == prompt_tokens(short)[0]
+    assert fake.cache_entries == 0
+    # About 2,200 tokens: enough for Opus 4.1 (1,024), not for Haiku 4.5 (4,096).
+    big = {**cached_lesson(1), "system": [{"type": "text", "text": "word " * 1760, **CC}]}
+    opus = await client.messages.create(**{**big, "model": "claude-opus-4-1-20250805"})
+    haiku = await client.messages.create(**{**big, "model": "claude-haiku-4-5"})
+    assert opus.usage.cache_creation_input_tokens == 2200
+    assert haiku.usage.cache_creation_input_tokens == 0
+    assert haiku.usage.input_tokens == prompt_tokens(big)[0]
+    assert [cache_minimum(m) for m in ("claude-opus-4-5", "claude-3-5-haiku", "x")] == [
+        4096,
+        2048,
+        1024,
+    ]
+
+
+async def test_cache_entries_expire_after_the_ttl(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    fake.cache_ttl = 0.2
+    await client.messages.create(**cached_lesson(1))
+    read = await client.messages.create(**cached_lesson(2))
+    assert read.usage.cache_read_input_tokens == PREFIX  # a read refreshes the expiry
+    await asyncio.sleep(0.3)
+    assert fake.cache_entries == 0
+    again = await client.messages.create(**cached_lesson(3))
+    assert again.usage.cache_creation_input_tokens == PREFIX
+    # A one-hour breakpoint does not follow the five-minute knob.
+    fake.cache_ttl = 0.0
+    fake.clear_cache()
+    await client.messages.create(**cached_lesson(1, ttl="1h"))
+    hour = await client.messages.create(**cached_lesson(2, ttl="1h"))
+    assert hour.usage.cache_read_input_tokens == PREFIX
+    assert [(c.usage or {}).get("cache_creation_input_tokens") for c in fake.calls] == [
+        PREFIX,
+        0,
+        PREFIX,
+        PREFIX,
+        0,
+    ]
+
+
+async def test_calls_started_together_all_write(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    # Answered after 0.3 s: the entry is readable only once an answer has begun.
+    fake.lesson_delay = 0.3
+    both = await asyncio.gather(*(client.messages.create(**cached_lesson(k)) for k in (1, 2)))
+    assert [m.usage.cache_creation_input_tokens for m in both] == [PREFIX, PREFIX]
+    assert [m.usage.cache_read_input_tokens for m in both] == [0, 0]
+    assert fake.cache_entries == 1
+    later = await client.messages.create(**cached_lesson(3))
+    assert later.usage.cache_read_input_tokens == PREFIX
+
+
+# --- Rate limits ---
+
+RATE_HEADERS = [
+    f"anthropic-ratelimit-{kind}-{what}"
+    for kind in ("requests", "input-tokens", "output-tokens")
+    for what in ("limit", "remaining", "reset")
+]
+
+
+async def test_rate_limit_headers_without_a_limit(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    raw = await client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=100, messages=lesson_messages("Headers")
+    )
+    assert all(name in raw.headers for name in RATE_HEADERS)
+    assert int(raw.headers["anthropic-ratelimit-requests-limit"]) >= 1_000_000
+    datetime.fromisoformat(raw.headers["anthropic-ratelimit-requests-reset"])
+    async with client.messages.stream(
+        model=MODEL, max_tokens=100, messages=lesson_messages("Headers")
+    ) as stream:
+        await stream.get_final_message()
+    assert all(name in stream.response.headers for name in RATE_HEADERS)
+
+
+async def test_an_empty_bucket_is_a_429_with_retry_after(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    fake.requests_per_minute = 2
+    remaining = []
+    for _ in range(2):
+        raw = await client.messages.with_raw_response.create(
+            model=MODEL, max_tokens=100, messages=lesson_messages("Limited")
+        )
+        assert raw.headers["anthropic-ratelimit-requests-limit"] == "2"
+        remaining.append(raw.headers["anthropic-ratelimit-requests-remaining"])
+    assert remaining == ["1", "0"]
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        await stream_lesson(client, "Limited")
+    headers = caught.value.response.headers
+    assert caught.value.type == "rate_limit_error"
+    assert 29 <= int(headers["retry-after"]) <= 30  # one request every 30 s
+    assert all(name in headers for name in RATE_HEADERS)
+    assert headers["anthropic-ratelimit-requests-remaining"] == "0"
+    assert [c.status for c in fake.calls] == [200, 200, 429]
+    assert fake.lesson_calls()[-1].usage is None
+    with pytest.raises(ValueError, match="requests_per_minute"):
+        fake.requests_per_minute = 0
+
+
+async def test_the_bucket_refills_and_the_sdk_recovers(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    fake.requests_per_minute = 60  # 60 at once, then one a second
+    await asyncio.gather(*(outline(client, "Topic: Git") for _ in range(60)))
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        await outline(client, "Topic: Git")
+    assert caught.value.response.headers["retry-after"] == "1"
+    # The SDK waits the retry-after second; the refused request took nothing, so it passes.
+    began = time.monotonic()
+    await outline(client.with_options(max_retries=1), "Topic: Git")
+    assert time.monotonic() - began >= 0.9
+    assert [c.status for c in fake.calls[60:]] == [429, 429, 200]
+
+
+# --- Message Batches ---
+
+
+def batch_request(custom_id: str, params: dict[str, Any]) -> batch_create_params.Request:
+    return {"custom_id": custom_id, "params": params}  # type: ignore[typeddict-item]
+
+
+async def ended(client: AsyncAnthropic, batch_id: str) -> MessageBatch:
+    """Poll a batch as a client would, for at most 3 s."""
+    for _ in range(60):
+        batch = await client.messages.batches.retrieve(batch_id)
+        if batch.processing_status == "ended":
+            return batch
+        await asyncio.sleep(0.05)
+    raise AssertionError("the batch did not end within 3 s")
+
+
+async def test_batch_create_retrieve_results(fake: FakeAnthropic, client: AsyncAnthropic) -> None:
+    fake.batch_seconds = 0.3
+    fake.add_fault(match="Part 2", stop_reason="max_tokens", cut=0.5)
+    fake.add_fault(match="Part 3", status=529)
+    outline_params = {
+        "model": MODEL,
+        "max_tokens": 1000,
+        "tools": [TOOL],
+        "tool_choice": {"type": "tool", "name": "record_outline"},
+        "messages": [{"role": "user", "content": "Topic: Git\nLessons: 2"}],
+    }
+    requests = [batch_request(f"lesson-{k}", cached_lesson(k)) for k in (1, 2, 3)]
+    requests.append(batch_request("outline", outline_params))
+    created = await client.messages.batches.create(requests=requests)
+    assert created.id.startswith("msgbatch_") and created.type == "message_batch"
+    assert created.processing_status == "in_progress" and created.results_url is None
+    assert created.request_counts.processing == 4 and created.ended_at is None
+    record = fake.batches[created.id]
+    assert [c.batch_id for c in record.calls] == [created.id] * 4
+    assert [c.kind for c in record.calls] == ["lesson", "lesson", "lesson", "outline"]
+    assert all(c.path == "/v1/messages/batches" and c in fake.calls for c in record.calls)
+    assert (await client.messages.batches.retrieve(created.id)).processing_status == ("in_progress")
+    with pytest.raises(anthropic.AnthropicError, match="results_url"):
+        await client.messages.batches.results(created.id)
+    batch = await ended(client, created.id)
+    assert batch.ended_at is not None and batch.results_url is not None
+    assert batch.results_url.endswith(f"/v1/messages/batches/{created.id}/results")
+    counts = batch.request_counts
+    assert (counts.processing, counts.succeeded, counts.errored) == (0, 3, 1)
+    results = {r.custom_id: r.result async for r in await client.messages.batches.results(batch.id)}
+    assert list(results) == ["lesson-1", "lesson-2", "lesson-3", "outline"]
+    one, two, three, plan = results.values()
+    assert one.type == "succeeded" and two.type == "succeeded" and plan.type == "succeeded"
+    assert three.type == "errored" and three.error.error.type == "overloaded_error"
+    text = one.message.content[0]
+    assert text.type == "text" and text.text.startswith("# Part 1\n")
+    assert one.message.stop_reason == "end_turn" and two.message.stop_reason == "max_tokens"
+    assert len(tool_input(plan.message)["lessons"]) == 2
+    # Answered one after the other: the first request writes the course prefix, the next reads.
+    assert one.message.usage.cache_creation_input_tokens == PREFIX
+    assert two.message.usage.cache_read_input_tokens == PREFIX
+    assert one.message.usage.input_tokens == prompt_tokens(cached_lesson(1))[0] - PREFIX
+    assert record.calls[0].usage == usage_of(one.message.usage)
+    assert record.calls[1].usage == usage_of(two.message.usage)
+    assert [c.status for c in record.calls] == [200, 200, 529, 200]
+    assert record.result_types() == {
+        "lesson-1": "succeeded",
+        "lesson-2": "succeeded",
+        "lesson-3": "errored",
+        "outline": "succeeded",
+    }
+
+
+async def test_batch_cancel(fake: FakeAnthropic, client: AsyncAnthropic) -> None:
+    fake.batch_seconds = 30.0
+    requests = [batch_request(f"l{k}", cached_lesson(k)) for k in (1, 2)]
+    created = await client.messages.batches.create(requests=requests)
+    canceling = await client.messages.batches.cancel(created.id)
+    assert canceling.processing_status == "canceling"
+    assert canceling.cancel_initiated_at is not None
+    assert fake.batches[created.id].cancel_requested
+    batch = await client.messages.batches.retrieve(created.id)
+    assert batch.processing_status == "ended" and batch.request_counts.canceled == 2
+    results = [r async for r in await client.messages.batches.results(created.id)]
+    assert [(r.custom_id, r.result.type) for r in results] == [
+        ("l1", "canceled"),
+        ("l2", "canceled"),
+    ]
+    assert [c.status for c in fake.batches[created.id].calls] == [0, 0]
+    assert fake.reported_usage()["cache_creation_input_tokens"] == 0
+    # Cancelling an ended batch changes nothing.
+    assert (await client.messages.batches.cancel(created.id)).processing_status == "ended"
+
+
+async def test_batch_errors(fake: FakeAnthropic, client: AsyncAnthropic) -> None:
+    with pytest.raises(anthropic.NotFoundError):
+        await client.messages.batches.retrieve("msgbatch_missing")
+    twice = [batch_request("same", cached_lesson(1)), batch_request("same", cached_lesson(2))]
+    with pytest.raises(anthropic.BadRequestError, match="twice"):
+        await client.messages.batches.create(requests=twice)
+    # Creating a batch takes a request from the bucket like a Messages call.
+    fake.requests_per_minute = 1
+    await client.messages.batches.create(requests=[batch_request("a", cached_lesson(1))])
+    with pytest.raises(anthropic.RateLimitError):
+        await client.messages.batches.create(requests=[batch_request("b", cached_lesson(1))])
