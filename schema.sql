@@ -9,7 +9,10 @@ CREATE TABLE IF NOT EXISTS courses (
     topic       TEXT NOT NULL,
     title       TEXT NOT NULL,
     description TEXT NOT NULL DEFAULT '',
-    created_at  TEXT NOT NULL
+    created_at  TEXT NOT NULL,
+    -- 'stream': lessons are written one call each, streamed to readers; 'batch': as
+    -- one Message Batch at batch prices (coursegen/batches.py).
+    mode        TEXT NOT NULL DEFAULT 'stream' CHECK (mode IN ('stream', 'batch'))
 );
 
 CREATE TABLE IF NOT EXISTS lessons (
@@ -28,7 +31,14 @@ CREATE TABLE IF NOT EXISTS lessons (
     attempt        INTEGER NOT NULL DEFAULT 0,
     -- Set when a reader opens the pending lesson: the highest is written next, ahead
     -- of every other job's lessons (lessons_by_priority is made by store/schema.py).
-    priority       INTEGER
+    priority       INTEGER,
+    -- How the text was made: the model, its last call's stop reason, and how long
+    -- the attempt that wrote it took.
+    model          TEXT,
+    stop_reason    TEXT,
+    duration_ms    INTEGER,
+    -- The Message Batch writing the lesson, while it does (batch mode).
+    batch_id       TEXT
 );
 CREATE INDEX IF NOT EXISTS lessons_by_course ON lessons(course_id, position);
 
@@ -67,3 +77,37 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     response    TEXT NOT NULL,
     created_at  REAL NOT NULL
 );
+
+-- Every model call and the tokens it was billed for, priced when it was made. No
+-- foreign keys: a removed lesson's calls still count in its course's total.
+-- `id` is the runner's own id for the call, so a report stored twice counts once.
+CREATE TABLE IF NOT EXISTS model_calls (
+    id                          TEXT PRIMARY KEY,
+    course_id                   INTEGER NOT NULL,
+    lesson_id                   INTEGER,
+    kind                        TEXT NOT NULL CHECK (kind IN ('outline', 'lesson')),
+    model                       TEXT NOT NULL,
+    batch                       INTEGER NOT NULL DEFAULT 0,
+    input_tokens                INTEGER NOT NULL DEFAULT 0,
+    output_tokens               INTEGER NOT NULL DEFAULT 0,
+    cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_read_input_tokens     INTEGER NOT NULL DEFAULT 0,
+    -- NULL: the model has no known price.
+    cost_usd                    REAL,
+    stop_reason                 TEXT,
+    duration_ms                 INTEGER,
+    created_at                  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS model_calls_by_course ON model_calls(course_id);
+CREATE INDEX IF NOT EXISTS model_calls_by_lesson ON model_calls(lesson_id);
+
+-- Message Batches sent for batch-mode courses, polled until they end (also after a
+-- restart).
+CREATE TABLE IF NOT EXISTS batches (
+    id         TEXT PRIMARY KEY,
+    course_id  INTEGER NOT NULL,
+    job_id     TEXT NOT NULL,
+    status     TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'ended')),
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_open ON batches(status);

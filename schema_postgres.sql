@@ -8,7 +8,8 @@ CREATE TABLE IF NOT EXISTS courses (
     topic       TEXT NOT NULL,
     title       TEXT NOT NULL,
     description TEXT NOT NULL DEFAULT '',
-    created_at  TEXT NOT NULL
+    created_at  TEXT NOT NULL,
+    mode        TEXT NOT NULL DEFAULT 'stream' CHECK (mode IN ('stream', 'batch'))
 );
 
 CREATE TABLE IF NOT EXISTS lessons (
@@ -28,7 +29,12 @@ CREATE TABLE IF NOT EXISTS lessons (
     priority       BIGINT,
     -- Which node writes the lesson, and until when its claim holds unless renewed.
     node           TEXT,
-    lease_until    TIMESTAMPTZ
+    lease_until    TIMESTAMPTZ,
+    model          TEXT,
+    stop_reason    TEXT,
+    duration_ms    INTEGER,
+    -- A lesson in a Message Batch has no lease: no node's death makes it claimable.
+    batch_id       TEXT
 );
 CREATE INDEX IF NOT EXISTS lessons_by_course ON lessons(course_id, position);
 CREATE INDEX IF NOT EXISTS lessons_by_priority ON lessons(priority) WHERE priority IS NOT NULL;
@@ -71,3 +77,39 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     response    TEXT NOT NULL,
     created_at  DOUBLE PRECISION NOT NULL
 );
+
+-- Columns added after the first PostgreSQL release.
+ALTER TABLE courses ADD COLUMN IF NOT EXISTS mode TEXT NOT NULL DEFAULT 'stream'
+    CHECK (mode IN ('stream', 'batch'));
+ALTER TABLE lessons ADD COLUMN IF NOT EXISTS model TEXT;
+ALTER TABLE lessons ADD COLUMN IF NOT EXISTS stop_reason TEXT;
+ALTER TABLE lessons ADD COLUMN IF NOT EXISTS duration_ms INTEGER;
+ALTER TABLE lessons ADD COLUMN IF NOT EXISTS batch_id TEXT;
+
+CREATE TABLE IF NOT EXISTS model_calls (
+    id                          TEXT PRIMARY KEY,
+    course_id                   BIGINT NOT NULL,
+    lesson_id                   BIGINT,
+    kind                        TEXT NOT NULL CHECK (kind IN ('outline', 'lesson')),
+    model                       TEXT NOT NULL,
+    batch                       INTEGER NOT NULL DEFAULT 0,
+    input_tokens                BIGINT NOT NULL DEFAULT 0,
+    output_tokens               BIGINT NOT NULL DEFAULT 0,
+    cache_creation_input_tokens BIGINT NOT NULL DEFAULT 0,
+    cache_read_input_tokens     BIGINT NOT NULL DEFAULT 0,
+    cost_usd                    DOUBLE PRECISION,
+    stop_reason                 TEXT,
+    duration_ms                 INTEGER,
+    created_at                  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS model_calls_by_course ON model_calls(course_id);
+CREATE INDEX IF NOT EXISTS model_calls_by_lesson ON model_calls(lesson_id);
+
+CREATE TABLE IF NOT EXISTS batches (
+    id         TEXT PRIMARY KEY,
+    course_id  BIGINT NOT NULL,
+    job_id     TEXT NOT NULL,
+    status     TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'ended')),
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_open ON batches(status);

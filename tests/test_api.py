@@ -15,7 +15,7 @@ from tests.htmlcheck import executable_parts
 JSON = {"Content-Type": "application/json"}
 PROGRESS_KEYS = {
     "job_id", "course_id", "status", "progress", "total_lessons", "completed_lessons",
-    "failed_lessons", "error_message", "started_at", "completed_at",
+    "failed_lessons", "error_message", "started_at", "completed_at", "usage",
 }  # fmt: skip
 
 
@@ -46,7 +46,7 @@ async def test_generate_answers_with_the_course_at_once(
     assert [lesson["position"] for lesson in course["lessons"]] == [1, 2, 3, 4]
     assert all(lesson["content_status"] == "pending" for lesson in course["lessons"])
     assert set(course["lessons"][0]) == {
-        "id", "position", "title", "description", "content_status", "content_error",
+        "id", "position", "title", "description", "content_status", "content_error", "usage",
     }  # fmt: skip
     assert set(course["job"]) == PROGRESS_KEYS
     assert course["job"]["status"] == "running"
@@ -80,8 +80,18 @@ async def test_course_and_lesson_reads_follow_the_lessons(running: Running) -> N
     lesson = (await running.http.get(f"/api/lessons/{lesson_id}")).json()
     assert set(lesson) == {
         "id", "course_id", "job_id", "position", "title", "description", "content",
-        "content_html", "content_status", "content_error", "updated_at",
+        "content_html", "content_status", "content_error", "updated_at", "usage", "model",
+        "attempts", "duration_ms", "stop_reason",
     }  # fmt: skip
+    # How it was made: one call, by the configured model, that ended normally.
+    assert (lesson["model"], lesson["attempts"], lesson["stop_reason"]) == (
+        "claude-test", 1, "end_turn",
+    )  # fmt: skip
+    assert lesson["duration_ms"] >= 0
+    assert lesson["usage"]["output_tokens"] > 0 and lesson["usage"]["input_tokens"] > 0
+    # An unknown model has no price: its tokens count, its cost is null.
+    assert lesson["usage"]["cost_usd"] is None
+    assert course["usage"]["cost_usd"] is None
     assert lesson["job_id"] == created["job_id"]
     assert lesson["position"] == 2
     assert lesson["content"].startswith("# Lesson 2")
@@ -122,11 +132,15 @@ async def test_health_reports_provider_model_and_active_jobs(
         "provider": "anthropic",
         "model": "claude-test",
         "concurrency": 4,
+        "effective_concurrency": 4,
+        "rate_limit": {"paused_for_seconds": 0, "remaining": health["rate_limit"]["remaining"]},
         "active_jobs": 1,
         "engine": running.services.settings.engine,
         "node": running.services.node,
     }
     assert running.services.node  # a name, for telling nodes apart in a cluster
+    # The rate-limit headers of the provider's last answer.
+    assert health["rate_limit"]["remaining"]["requests-remaining"] >= 0
 
 
 async def test_progress_endpoint_returns_the_progress_object(running: Running) -> None:
@@ -359,7 +373,7 @@ async def test_too_many_running_jobs_is_429(
     ("fault", "fragment"),
     [
         ({"status": 401}, "rejected the API key (401)"),
-        ({"status": 429, "times": None, "headers": {"retry-after-ms": "1"}}, "rate limited"),
+        ({"status": 429, "times": None, "headers": {"retry-after-ms": "1"}}, "try again in 1 s"),
         ({"status": 500, "times": None}, "failed (500"),
         ({"status": 529, "times": None}, "overloaded (529"),
         ({"no_tool_call": True}, "without an outline"),

@@ -24,13 +24,6 @@ FAST_RETRY = {"retry-after-ms": "5"}
     ("fault", "calls", "words"),
     [
         ({"status": 401}, 1, "rejected the API key (401)"),
-        (
-            {"status": 429, "headers": FAST_RETRY},
-            3,
-            "rate limited by the model provider after 3 attempts",
-        ),
-        ({"status": 429, "headers": {"retry-after": "0"}}, 3, "after 3 attempts (429)"),
-        ({"status": 429}, 3, "after 3 attempts (429)"),  # the SDK's own backoff
         ({"status": 500, "headers": FAST_RETRY}, 3, "the model provider failed (500, 3 attempts)"),
         ({"status": 529, "headers": FAST_RETRY}, 3, "overloaded (529, 3 attempts)"),
         ({"status": 529, "headers": {"x-should-retry": "false"}}, 1, "overloaded (529, 1 attempt)"),
@@ -74,7 +67,7 @@ async def test_a_provider_that_refuses_connections_fails_each_lesson_clearly(
     fake: FakeAnthropic, settings: Settings
 ) -> None:
     working = AnthropicProvider(settings, api_key=API_KEY, base_url=fake.base_url)
-    outline = await working.generate_outline("Sourdough", 2)
+    outline = (await working.generate_outline("Sourdough", 2)).outline
     await working.aclose()
     gone = AnthropicProvider(
         settings.replace(max_retries=1),
@@ -102,7 +95,7 @@ async def test_a_provider_that_refuses_connections_fails_each_lesson_clearly(
     ("fault", "words"),
     [
         ({"status": 401}, "rejected the API key (401)"),
-        ({"status": 429, "headers": FAST_RETRY}, "rate limited"),
+        ({"status": 429, "headers": FAST_RETRY}, "rate limiting this API key (429)"),
         ({"status": 529, "headers": FAST_RETRY}, "overloaded (529"),
         ({"status": 500, "headers": FAST_RETRY}, "failed (500"),
         ({"no_tool_call": True}, "without an outline"),

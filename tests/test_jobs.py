@@ -79,11 +79,13 @@ async def test_lesson_prompt_carries_the_course_and_its_whole_outline(
     created = await running.generate("Sourdough baking", lessons=3)
     await running.settle(created["job_id"])
     call = fake.lesson_calls("Lesson 2")[0]
-    prompt = call.body["messages"][0]["content"]
-    assert created["course"]["title"] in prompt
+    # The course and its outline are in the system prompt (the cached prefix), the lesson
+    # itself in the user turn.
+    course_part = call.body["system"][-1]["text"]
+    assert created["course"]["title"] in course_part
     for lesson in created["course"]["lessons"]:
-        assert lesson["title"] in prompt and lesson["description"] in prompt
-    assert "Lesson 2 of 3:" in prompt
+        assert lesson["title"] in course_part and lesson["description"] in course_part
+    assert call.body["messages"][0]["content"].startswith("Lesson 2 of 3:")
     assert call.body["model"] == "claude-test"
     assert call.body["stream"] is True  # streamed to its readers as it is written
     assert "tools" not in call.body
@@ -97,7 +99,7 @@ async def test_shutdown_puts_lessons_in_flight_back_and_a_restart_resumes_them(
     app = create_app(settings, provider=provider)
     async with LifespanManager(app):
         store = app.state.services.store
-        outline = await provider.generate_outline("Sourdough", 4)
+        outline = (await provider.generate_outline("Sourdough", 4)).outline
         course, _ = await store.create_course("Sourdough", outline)
         app.state.services.runner.kick(course.job.job_id)
 
@@ -130,7 +132,7 @@ async def test_a_crash_left_lessons_generating_and_the_next_start_resumes(
     app = create_app(settings, provider=provider)
     async with LifespanManager(app):
         store = app.state.services.store
-        outline = await provider.generate_outline("Sourdough", 3)
+        outline = (await provider.generate_outline("Sourdough", 3)).outline
         course, _ = await store.create_course("Sourdough", outline)
         job_id = course.job.job_id
         # What a kill -9 leaves behind: one lesson complete, one mid-call, one untouched.
@@ -148,7 +150,7 @@ async def test_a_crash_left_lessons_generating_and_the_next_start_resumes(
 
 async def test_a_stale_result_never_overwrites_a_newer_attempt(running: Running) -> None:
     store = running.services.store
-    outline = await running.provider.generate_outline("Sourdough", 1)
+    outline = (await running.provider.generate_outline("Sourdough", 1)).outline
     course, _ = await store.create_course("Sourdough", outline)
     job_id = course.job.job_id
     claimed = await store.claim_next_lesson(job_id)

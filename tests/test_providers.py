@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from coursegen.domain import LessonPlan, Outline
+from coursegen.domain import LessonPlan, ModelCall, Outline, Usage
 from coursegen.errors import ProviderError
 from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.providers import Provider, make_provider
 from coursegen.providers.anthropic_api import OUTLINE_TOOL, AnthropicProvider
-from coursegen.providers.base import LessonTooLong, parse_outline
+from coursegen.providers.base import LessonTooLong, RateLimited, parse_outline
 from coursegen.providers.demo import DemoProvider
 from coursegen.settings import Settings, SettingsError
 from tests.conftest import API_KEY
@@ -29,11 +29,23 @@ def engine() -> str:
     return "sqlite"
 
 
-async def write(provider: Provider, topic: str, outline: Outline, index: int) -> str:
-    """A lesson's whole text, as its pieces arrive."""
+async def write(
+    provider: Provider,
+    topic: str,
+    outline: Outline,
+    index: int,
+    calls: list[ModelCall] | None = None,
+) -> str:
+    """A lesson's whole text, as its pieces arrive; each report of a call goes to `calls`."""
     pieces: list[str] = []
-    await provider.write_lesson(topic, outline, index, pieces.append)
+    reports: list[ModelCall] = [] if calls is None else calls
+    await provider.write_lesson(topic, outline, index, pieces.append, reports.append)
     return "".join(pieces)
+
+
+def usage_json(usage: Usage) -> dict[str, int]:
+    """A usage as the fake reports it (tokens, no price)."""
+    return {k: v for k, v in usage.to_json().items() if k != "cost_usd"}
 
 
 @pytest.fixture
@@ -48,7 +60,7 @@ async def claude(fake: FakeAnthropic, settings: Settings) -> AsyncIterator[Anthr
 async def test_outline_is_a_forced_tool_call_with_a_schema(
     claude: AnthropicProvider, fake: FakeAnthropic
 ) -> None:
-    outline = await claude.generate_outline("Sourdough baking", 4)
+    outline = (await claude.generate_outline("Sourdough baking", 4)).outline
     assert len(outline.lessons) == 4
     body = fake.outline_calls()[0].body
     assert body["tool_choice"] == {"type": "tool", "name": OUTLINE_TOOL}
@@ -67,7 +79,7 @@ async def test_the_sdk_reads_key_and_base_url_from_the_environment(
     provider = make_provider(settings)
     try:
         assert provider.name == "anthropic"
-        outline = await provider.generate_outline("Knitting", 2)
+        outline = (await provider.generate_outline("Knitting", 2)).outline
         text = await write(provider, "Knitting", outline, 1)
     finally:
         await provider.aclose()
@@ -89,11 +101,6 @@ def free_port() -> int:
         ({"status": 403}, "the API key may not use model claude-test (403)"),
         ({"status": 404}, "does not know model claude-test (404); check COURSEGEN_MODEL"),
         (
-            {"status": 429, "times": None, "headers": {"retry-after-ms": "1"}},
-            "rate limited by the model provider after 3 attempts (429)",
-        ),
-        ({"status": 429, "times": None, "headers": {"retry-after": "0"}}, "after 3 attempts (429)"),
-        (
             {"status": 500, "times": None, "headers": {"retry-after-ms": "1"}},
             "failed (500, 3 attempts)",
         ),
@@ -111,6 +118,23 @@ async def test_lesson_failures_read_as_actions(
         await write(claude, "Sourdough", OUTLINE, 0)
     assert expected in caught.value.message
     assert API_KEY not in caught.value.message
+
+
+@pytest.mark.parametrize("headers", [{"retry-after": "7"}, {"retry-after-ms": "1500"}, {}])
+async def test_a_429_is_not_retried_by_the_sdk_and_says_when_to_go_on(
+    claude: AnthropicProvider, fake: FakeAnthropic, headers: dict[str, str]
+) -> None:
+    """The runner owns rate-limit back-off: the SDK's own retries would multiply it."""
+    fake.add_fault(kind="lesson", status=429, times=None, headers=headers)
+    with pytest.raises(RateLimited) as caught:
+        await write(claude, "Sourdough", OUTLINE, 0)
+    assert len(fake.lesson_calls()) == 1
+    expected = {"retry-after": 7.0, "retry-after-ms": 1.5}
+    assert caught.value.retry_after == next((expected[h] for h in headers), None)
+    assert "rate limiting this API key (429)" in caught.value.message
+    assert API_KEY not in caught.value.message
+    # The rate-limit headers of the answer were read.
+    assert "requests-remaining" in claude.rate_limits()
 
 
 async def test_retries_follow_max_retries(claude: AnthropicProvider, fake: FakeAnthropic) -> None:
@@ -265,11 +289,11 @@ def test_outline_counts_and_whitespace() -> None:
 
 async def test_demo_provider_is_deterministic_and_writes_whole_lessons() -> None:
     demo = DemoProvider(delay=0)
-    outline = await demo.generate_outline("Sourdough baking", None)
-    assert outline == await demo.generate_outline("Sourdough baking", None)
+    outline = (await demo.generate_outline("Sourdough baking", None)).outline
+    assert outline == (await demo.generate_outline("Sourdough baking", None)).outline
     assert len(outline.lessons) == 6
     assert len({plan.title for plan in outline.lessons}) == 6
-    assert len((await demo.generate_outline("Chess", 20)).lessons) == 20
+    assert len((await demo.generate_outline("Chess", 20)).outline.lessons) == 20
     lesson = await write(demo, "Sourdough baking", outline, 2)
     assert lesson == await write(demo, "Sourdough baking", outline, 2)
     assert lesson.startswith(f"## {outline.lessons[2].title}")
@@ -293,9 +317,15 @@ async def test_a_lesson_streams_in_many_pieces_that_join_to_the_model_text(
     claude: AnthropicProvider, fake: FakeAnthropic
 ) -> None:
     pieces: list[str] = []
-    result = await claude.write_lesson("Sourdough", OUTLINE, 0, pieces.append)
+    reports: list[ModelCall] = []
+    result = await claude.write_lesson("Sourdough", OUTLINE, 0, pieces.append, reports.append)
     call = fake.lesson_calls()[0]
     assert call.body["stream"] is True
+    # The call is reported when billing starts, then with its final figures.
+    assert [r.id for r in reports] == [reports[0].id] * 2
+    assert reports[0].usage.output_tokens == 1 and reports[0].stop_reason is None
+    assert usage_json(reports[-1].usage) == call.usage
+    assert reports[-1].stop_reason == "end_turn" and reports[-1].duration_ms is not None
     assert len(pieces) > 10
     assert "".join(pieces) == call.sent_text.rstrip()
     assert (result.stop_reason, result.calls) == ("end_turn", 1)
@@ -308,7 +338,8 @@ async def test_a_cut_off_lesson_is_continued_and_reads_as_one_text(
     fake.lesson_text = lambda title: long
     fake.add_fault(kind="lesson", stop_reason="max_tokens", cut=0.4, times=2)
     pieces: list[str] = []
-    result = await claude.write_lesson("Sourdough", OUTLINE, 0, pieces.append)
+    reports: list[ModelCall] = []
+    result = await claude.write_lesson("Sourdough", OUTLINE, 0, pieces.append, reports.append)
     assert result.calls == 3
     assert "".join(pieces) == long.rstrip()
     calls = fake.lesson_calls()
@@ -318,6 +349,9 @@ async def test_a_cut_off_lesson_is_continued_and_reads_as_one_text(
     assert calls[0].prefill is None
     assert calls[1].prefill == calls[0].sent_text.rstrip()
     assert calls[2].prefill == (calls[0].sent_text + calls[1].sent_text).rstrip()
+    # Every continuation is a call of its own, billed as the fake reported it.
+    finals = {r.id: r for r in reports}
+    assert [usage_json(r.usage) for r in finals.values()] == [c.usage for c in calls]
 
 
 async def test_a_lesson_still_cut_off_after_every_continuation_fails_keeping_its_text(
@@ -326,7 +360,7 @@ async def test_a_lesson_still_cut_off_after_every_continuation_fails_keeping_its
     fake.add_fault(kind="lesson", stop_reason="max_tokens", cut=0.3, times=None)
     pieces: list[str] = []
     with pytest.raises(LessonTooLong, match="longer than the model may write at once"):
-        await claude.write_lesson("Sourdough", OUTLINE, 0, pieces.append)
+        await claude.write_lesson("Sourdough", OUTLINE, 0, pieces.append, lambda call: None)
     assert len(fake.lesson_calls()) == 3  # the call and COURSEGEN_MAX_CONTINUATIONS (2)
     assert (
         "".join(pieces)
@@ -352,8 +386,14 @@ async def test_an_error_inside_a_started_stream_reads_as_an_action(
 
 async def test_the_demo_provider_streams_a_few_words_at_a_time() -> None:
     demo = DemoProvider(delay=0.2)
-    outline = await demo.generate_outline("Chess", 2)
+    outline = (await demo.generate_outline("Chess", 2)).outline
     pieces: list[str] = []
-    await demo.write_lesson("Chess", outline, 0, pieces.append)
+    calls: list[ModelCall] = []
+    await demo.write_lesson("Chess", outline, 0, pieces.append, calls.append)
     assert len(pieces) > 50
     assert all(1 <= len(piece.split()) <= 3 for piece in pieces)
+    # Its tokens are counted like a model's (~4 characters each), at a price of 0.
+    final = calls[-1]
+    assert (final.model, final.stop_reason) == ("demo", "end_turn")
+    assert final.usage.output_tokens == -(-len("".join(pieces)) // 4)
+    assert final.usage.input_tokens > 1000  # the guidelines and the outline

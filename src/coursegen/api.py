@@ -18,11 +18,12 @@ from coursegen.validation import (
     parse_id,
     parse_idempotency_key,
     parse_job_id,
+    parse_mode,
     read_json_object,
 )
 
 
-def _generate_answer(course: Course, provider: str) -> dict[str, Any]:
+def _generate_answer(course: Course, provider: str, estimate: float | None) -> dict[str, Any]:
     count = len(course.lessons)
     lessons = "1 lesson is" if count == 1 else f"{count} lessons are"
     demo = " (demo provider: sample content written offline)" if provider == "demo" else ""
@@ -33,15 +34,20 @@ def _generate_answer(course: Course, provider: str) -> dict[str, Any]:
         "job_id": course.job.job_id,
         "message": f"Course created; {lessons} being written{demo}.",
         "course": course.to_json(),
+        # The most its lessons can cost at their token limits; null: the model has no price.
+        "estimate": {"max_cost_usd": None if estimate is None else round(estimate, 6)},
     }
 
 
 async def generate(request: Request) -> JSONResponse:
     services = services_of(request)
-    topic, lessons = parse_generate(await read_json_object(request))
+    data = await read_json_object(request)
+    topic, lessons = parse_generate(data)
+    mode = parse_mode(data)
     key = parse_idempotency_key(request)
-    course = await services.runner.generate(topic, lessons, key)
-    return JSONResponse(_generate_answer(course, services.provider.name), status_code=201)
+    course = await services.runner.generate(topic, lessons, key, mode=mode)
+    answer = _generate_answer(course, services.provider.name, services.runner.estimate(course))
+    return JSONResponse(answer, status_code=201)
 
 
 async def list_courses(request: Request) -> JSONResponse:
@@ -142,6 +148,13 @@ async def health(request: Request) -> JSONResponse:
             "provider": services.provider.name,
             "model": services.provider.model,
             "concurrency": services.settings.concurrency,
+            # Lower than `concurrency` while the provider rate-limits (SPEC 11).
+            "effective_concurrency": services.runner.throttle.effective,
+            "rate_limit": {
+                "paused_for_seconds": services.runner.throttle.snapshot()["paused_for_seconds"],
+                # What the provider's last answer said is left (none offline).
+                "remaining": services.provider.rate_limits(),
+            },
             "active_jobs": await services.store.count_running_jobs(),
             "engine": services.settings.engine,
             "node": services.node,

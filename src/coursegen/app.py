@@ -28,6 +28,7 @@ from coursegen.events import Broker
 from coursegen.guards import HostGuard, OriginGuard, allowed_hosts
 from coursegen.jobs import JobRunner
 from coursegen.middleware import TOO_LARGE, BodyLimit, SecurityHeaders, error_response
+from coursegen.prices import load_prices
 from coursegen.providers import Provider, make_provider
 from coursegen.resources import static_dir
 from coursegen.services import Services
@@ -49,6 +50,8 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
     A given `provider` belongs to the caller, who closes it; otherwise the settings
     choose one and the app closes it on shutdown.
     """
+    # Read now, so that a bad COURSEGEN_PRICES file stops the start with its reason.
+    prices = load_prices(settings.prices)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -62,7 +65,7 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
         if store.shared:  # readers on other nodes get the text of lessons written here
             drafts.share_text = store.share_text
             store.follow_text(drafts.arrived, drafts.wanted)
-        runner = JobRunner(store, chosen, settings, drafts)
+        runner = JobRunner(store, chosen, settings, drafts, prices)
         services = Services(settings, store, broker, chosen, runner, drafts, node, anyio.Event())
         app.state.services = services  # for tests and tools that hold the app
         closer = asyncio.create_task(_close_streams_on_exit(services))

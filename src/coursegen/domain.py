@@ -106,6 +106,8 @@ class Progress:
     error_message: str | None
     started_at: str
     completed_at: str | None
+    # What the course has spent so far: its outline and every lesson call.
+    usage: Usage = Usage()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Progress:
@@ -119,6 +121,7 @@ class Progress:
             error_message=data["error_message"],
             started_at=data["started_at"],
             completed_at=data["completed_at"],
+            usage=Usage.from_json(data["usage"]) if "usage" in data else Usage(),
         )
 
     @property
@@ -138,6 +141,7 @@ class Progress:
             "error_message": self.error_message,
             "started_at": self.started_at,
             "completed_at": self.completed_at,
+            "usage": self.usage.to_json(),
         }
 
 
@@ -151,6 +155,8 @@ class LessonSummary:
     description: str
     content_status: LessonStatus
     content_error: str | None
+    # In a course's listing; None where a list leaves it out (snapshots, events).
+    usage: Usage | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LessonSummary:
@@ -161,6 +167,7 @@ class LessonSummary:
             description=data.get("description", ""),
             content_status=LessonStatus(data["content_status"]),
             content_error=data["content_error"],
+            usage=Usage.from_json(data["usage"]) if data.get("usage") else None,
         )
 
     def to_json(self, *, description: bool = True) -> dict[str, Any]:
@@ -169,6 +176,8 @@ class LessonSummary:
             data["description"] = self.description
         data["content_status"] = self.content_status.value
         data["content_error"] = self.content_error
+        if self.usage is not None:
+            data["usage"] = self.usage.to_json()
         return data
 
 
@@ -183,6 +192,8 @@ class Course:
     created_at: str
     job: Progress | None
     lessons: tuple[LessonSummary, ...]
+    mode: str = "stream"
+    usage: Usage = Usage()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Course:
@@ -195,6 +206,8 @@ class Course:
             created_at=data["created_at"],
             job=Progress.from_json(data["job"]) if data["job"] else None,
             lessons=tuple(LessonSummary.from_json(lesson) for lesson in data["lessons"]),
+            mode=data.get("mode", "stream"),
+            usage=Usage.from_json(data["usage"]) if "usage" in data else Usage(),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -204,8 +217,10 @@ class Course:
             "title": self.title,
             "description": self.description,
             "created_at": self.created_at,
+            "mode": self.mode,
             "job": self.job.to_json() if self.job else None,
             "lessons": [lesson.to_json() for lesson in self.lessons],
+            "usage": self.usage.to_json(),
         }
 
 
@@ -220,6 +235,8 @@ class CourseListItem:
     created_at: str
     lesson_count: int
     job: Progress | None
+    mode: str = "stream"
+    usage: Usage = Usage()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -229,7 +246,9 @@ class CourseListItem:
             "description": self.description,
             "created_at": self.created_at,
             "lesson_count": self.lesson_count,
+            "mode": self.mode,
             "job": self.job.to_json() if self.job else None,
+            "usage": self.usage.to_json(),
         }
 
 
@@ -248,6 +267,10 @@ class Lesson:
     content_error: str | None
     updated_at: str
     attempt: int
+    usage: Usage = Usage()
+    model: str | None = None
+    stop_reason: str | None = None
+    duration_ms: int | None = None
 
     def to_json(self, content_html: str | None) -> dict[str, Any]:
         return {
@@ -262,6 +285,12 @@ class Lesson:
             "content_status": self.content_status.value,
             "content_error": self.content_error,
             "updated_at": self.updated_at,
+            "usage": self.usage.to_json(),
+            # How it was made (SPEC 11): `attempts` counts the calls started to write it.
+            "model": self.model,
+            "attempts": self.attempt,
+            "duration_ms": self.duration_ms,
+            "stop_reason": self.stop_reason,
         }
 
 
@@ -287,6 +316,8 @@ class CourseOutline:
     topic: str
     outline: Outline
     lesson_ids: tuple[int, ...]
+    course_id: int = 0
+    mode: str = "stream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,3 +340,20 @@ class Event:
     course_id: int | None
     type: str
     data: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCall:
+    """One call to the model as the provider reported it: it is stored (by `id`, so a
+    later report of the same call replaces the earlier) as soon as it is known."""
+
+    id: str
+    kind: str  # "outline" or "lesson"
+    model: str
+    usage: Usage
+    batch: bool = False
+    stop_reason: str | None = None  # None while the call runs
+    duration_ms: int | None = None
+    # Filled in by the runner, which knows what the call was for.
+    course_id: int = 0
+    lesson_id: int | None = None

@@ -13,16 +13,29 @@ import contextlib
 import functools
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from coursegen.domain import ClaimedLesson, Course, CourseOutline, JobStatus, LessonStatus, Progress
+from coursegen.domain import (
+    ClaimedLesson,
+    Course,
+    CourseOutline,
+    JobStatus,
+    LessonPlan,
+    LessonStatus,
+    ModelCall,
+    Outline,
+    Progress,
+)
 from coursegen.drafts import Drafts
 from coursegen.errors import Conflict, ProviderError, ShuttingDown, TooManyJobs
-from coursegen.providers.base import LessonTooLong, Provider
+from coursegen.prices import Prices
+from coursegen.providers.base import LessonRequest, LessonTooLong, Provider, RateLimited
 from coursegen.settings import Settings
 from coursegen.store import Store
+from coursegen.throttle import Throttle, Ticket
 
 logger = logging.getLogger(__name__)
 
@@ -41,18 +54,29 @@ class JobRunner:
     """Starts, resumes, retries and cancels jobs; admits new ones up to the limit."""
 
     def __init__(
-        self, store: Store, provider: Provider, settings: Settings, drafts: Drafts
+        self,
+        store: Store,
+        provider: Provider,
+        settings: Settings,
+        drafts: Drafts,
+        prices: Prices,
     ) -> None:
         self._store = store
         self._provider = provider
         self.drafts = drafts
+        self._prices = prices
+        self._max_cost = settings.max_course_cost
+        self._batch_poll = settings.batch_poll
+        # Calls reported but not stored yet: stored by the draft saver, or with the result.
+        self._unsaved_calls: dict[str, ModelCall] = {}
         self._lease = settings.lease_seconds
         self._chores: list[asyncio.Task[None]] = []
         # The lessons this process is writing: id -> (attempt, the call's task).
         self._in_flight: dict[int, tuple[int, asyncio.Task[None]]] = {}
         self._timeout = settings.lesson_timeout
         self._max_active_jobs = settings.max_active_jobs
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        # The calls in flight: at most COURSEGEN_CONCURRENCY, fewer while rate limited.
+        self.throttle = Throttle(settings.concurrency)
         self._drivers: dict[str, _Driver] = {}
         self._calls: dict[str, set[asyncio.Task[None]]] = {}
         self._admitting = 0
@@ -67,6 +91,7 @@ class JobRunner:
         self._chores = [
             asyncio.create_task(self._save_drafts(), name="draft saver"),
             asyncio.create_task(self._keep_claims(), name="lease keeper"),
+            asyncio.create_task(self._poll_batches(), name="batch poller"),
         ]
         if self._store.shared:
             self._chores.append(asyncio.create_task(self._find_work(), name="work finder"))
@@ -90,14 +115,19 @@ class JobRunner:
     # -- what the API asks for ------------------------------------------------------------
 
     async def generate(
-        self, topic: str, lessons: int | None, idempotency_key: str | None = None
+        self,
+        topic: str,
+        lessons: int | None,
+        idempotency_key: str | None = None,
+        *,
+        mode: str = "stream",
     ) -> Course:
         """Ask for the outline, store the course and start its job; return the course."""
         if self._closing:
             raise ShuttingDown("the server is shutting down; try again in a moment")
         if idempotency_key is None:
-            return await self._create(topic, lessons, None)
-        fingerprint = json.dumps([topic, lessons])
+            return await self._create(topic, lessons, mode, None)
+        fingerprint = json.dumps([topic, lessons] if mode == "stream" else [topic, lessons, mode])
         # Requests with one key wait for each other, so only the first calls the model.
         async with self._key_lock(idempotency_key):
             stored = await self._store.idempotent_answer(idempotency_key)
@@ -105,7 +135,24 @@ class JobRunner:
                 if stored[0] != fingerprint:
                     raise Conflict("this Idempotency-Key was already used for another request")
                 return Course.from_json(stored[1])
-            return await self._create(topic, lessons, (idempotency_key, fingerprint))
+            return await self._create(topic, lessons, mode, (idempotency_key, fingerprint))
+
+    def estimate(self, course: Course) -> float | None:
+        """The most the course's lessons can cost at their token limits (None: no price)."""
+        outline = Outline(
+            course.title,
+            course.description,
+            tuple(LessonPlan(lesson.title, lesson.description) for lesson in course.lessons),
+        )
+        batch = course.mode == "batch"
+        total = 0.0
+        for index in range(len(outline.lessons)):
+            budget = self._provider.lesson_budget(course.topic, outline, index, batch=batch)
+            cost = self._prices.cost(self._provider.model, budget, batch=batch)
+            if cost is None:
+                return None
+            total += cost
+        return total
 
     async def retry_lesson(self, lesson_id: int) -> str:
         job_id = await self._store.retry_lesson(lesson_id)
@@ -128,9 +175,13 @@ class JobRunner:
         return retried
 
     async def cancel(self, job_id: str) -> Progress:
-        """Cancel a running job: first in the database, so no new lesson starts, then its calls."""
+        """Cancel a running job: first in the database, so no new lesson starts, then its calls
+        (and its batches, whose results still come in to be counted)."""
         progress = await self._store.cancel_job(job_id)
         await self._stop([job_id])
+        for batch_id, batch_job, _ in await self._store.open_batches():
+            if batch_job == job_id:
+                await self._provider.cancel_batch(batch_id)
         return progress
 
     async def delete_course(self, course_id: int) -> None:
@@ -155,7 +206,7 @@ class JobRunner:
         driver.task = asyncio.create_task(self._drive(job_id, driver), name=f"job {job_id}")
 
     async def _create(
-        self, topic: str, lessons: int | None, idempotency: tuple[str, str] | None
+        self, topic: str, lessons: int | None, mode: str, idempotency: tuple[str, str] | None
     ) -> Course:
         if await self._store.count_running_jobs() + self._admitting >= self._max_active_jobs:
             raise TooManyJobs(
@@ -166,14 +217,21 @@ class JobRunner:
         try:
             try:
                 async with asyncio.timeout(self._timeout):
-                    outline = await self._provider.generate_outline(topic, lessons)
+                    result = await self._provider.generate_outline(topic, lessons)
             except TimeoutError:
                 raise ProviderError(
                     f"the model provider timed out after {self._timeout:g} s writing the outline; "
                     "try again"
                 ) from None
+            except RateLimited as exc:
+                self.throttle.rate_limited(None, exc.retry_after)
+                raise
             course, created = await self._store.create_course(
-                topic, outline, idempotency=idempotency
+                topic,
+                result.outline,
+                mode=mode,
+                outline_call=self._priced(result.call),
+                idempotency=idempotency,
             )
         finally:
             self._admitting -= 1
@@ -184,18 +242,24 @@ class JobRunner:
     async def _drive(self, job_id: str, driver: _Driver) -> None:
         try:
             course = await self._store.course_outline(job_id)
+            if course is not None and course.mode == "batch":
+                await self._send_batch(job_id, course)
+                return
+            # The first call of a course writes its prompt prefix to the provider's cache;
+            # the others wait until it has begun, to read it from there at a tenth of the price.
+            warming: asyncio.Event | None = asyncio.Event()
             while course is not None:
-                await self._slots.acquire()
+                ticket = await self.throttle.acquire()
                 if self._closing:  # a lesson claimed now would only be cut off
-                    self._slots.release()
+                    self.throttle.release(ticket)
                     break
                 try:
                     lesson = await self._store.claim_next_lesson(job_id)
                 except BaseException:
-                    self._slots.release()
+                    self.throttle.release(ticket)
                     raise
                 if lesson is None:
-                    self._slots.release()
+                    self.throttle.release(ticket)
                     if not driver.again:
                         break
                     driver.again = False
@@ -204,16 +268,21 @@ class JobRunner:
                     # The server began to stop while the claim committed: start no call
                     # that could only be cut off and paid for twice; close() hands the
                     # lesson back.
-                    self._slots.release()
+                    self.throttle.release(ticket)
                     break
                 owner = lesson.job_id
                 call = asyncio.create_task(
-                    self._write(owner, course if owner == job_id else None, lesson),
+                    self._write(
+                        owner, course if owner == job_id else None, lesson, ticket, warming
+                    ),
                     name=f"lesson {lesson.id}",
                 )
                 self._calls.setdefault(owner, set()).add(call)
                 self._in_flight[lesson.id] = (lesson.attempt, call)
                 call.add_done_callback(functools.partial(self._call_done, owner, lesson.id))
+                if warming is not None and owner == job_id:
+                    await warming.wait()
+                    warming = None
         except Exception:
             logger.exception("the driver of job %s failed", job_id)
             await self._store.fail_job(job_id, "an internal error stopped this job; retry it")
@@ -223,53 +292,193 @@ class JobRunner:
                 del self._drivers[job_id]
 
     async def _write(
-        self, job_id: str, course: CourseOutline | None, lesson: ClaimedLesson
+        self,
+        job_id: str,
+        course: CourseOutline | None,
+        lesson: ClaimedLesson,
+        ticket: Ticket,
+        warming: asyncio.Event | None = None,
     ) -> None:
         """Write one lesson; `course` is None for another job's lesson taken out of turn."""
         content: str | None = None
         error: str | None = None
+        stop_reason: str | None = None
+        calls: dict[str, ModelCall] = {}
+        started = time.monotonic()
+
+        def on_call(call: ModelCall) -> None:
+            priced = self._priced(call, lesson)
+            calls[call.id] = self._unsaved_calls[call.id] = priced
+            if warming is not None:
+                warming.set()
+
         draft = self.drafts.start(lesson.id, job_id, lesson.course_id, lesson.attempt)
         try:
             try:
+                if await self._over_limit(job_id, lesson.course_id, lesson):
+                    return
                 if course is None:
                     course = await self._store.course_outline(job_id)
                     assert course is not None, "a claimed lesson's course exists"
                 index = course.lesson_ids.index(lesson.id)
-                await self._provider.write_lesson(course.topic, course.outline, index, draft.append)
-                content = draft.text
+                result = await self._provider.write_lesson(
+                    course.topic, course.outline, index, draft.append, on_call
+                )
+                content, stop_reason = draft.text, result.stop_reason
+                self.throttle.succeeded(ticket)
+            except RateLimited as exc:
+                # Not the lesson's fault: it waits for its turn again, at a lower concurrency.
+                self.throttle.rate_limited(ticket, exc.retry_after)
+                self.throttle.release(ticket)
+                draft.flush()
+                await self._store.requeue_lesson(
+                    job_id, lesson.id, lesson.attempt, list(calls.values())
+                )
+                self._forget(calls)
+                self.kick(job_id)
+                return
             except LessonTooLong as exc:
-                error, content = exc.message, draft.text
+                error, content, stop_reason = exc.message, draft.text, "max_tokens"
             except ProviderError as exc:
                 error = exc.message
             except Exception:
                 logger.exception("writing lesson %d of job %s failed", lesson.id, job_id)
                 error = "an unexpected error stopped this lesson; retry it"
             finally:
-                self._slots.release()
+                self.throttle.release(ticket)
+                if warming is not None:
+                    warming.set()
             # Every reader gets the last words before the status change that ends it.
             draft.flush()
             stored = await self._store.finish_lesson(
-                job_id, lesson.id, lesson.attempt, content=content, error=error
+                job_id,
+                lesson.id,
+                lesson.attempt,
+                content=content,
+                error=error,
+                calls=list(calls.values()),
+                model=self._provider.model if calls else None,
+                stop_reason=stop_reason,
+                duration_ms=round((time.monotonic() - started) * 1000),
             )
+            self._forget(calls)
         finally:
             # After the commit, so a reader that looks now finds the stored text.
             self.drafts.end(draft)
         if not stored:
             logger.info("lesson %d: a newer attempt or a cancel superseded this result", lesson.id)
 
+    def _priced(self, call: ModelCall, lesson: ClaimedLesson | None = None) -> ModelCall:
+        usage = self._prices.priced(call.model, call.usage, batch=call.batch)
+        if lesson is None:
+            return replace(call, usage=usage)
+        return replace(call, usage=usage, course_id=lesson.course_id, lesson_id=lesson.id)
+
+    def _forget(self, calls: dict[str, ModelCall]) -> None:
+        """These calls were stored with their lesson: the draft saver need not store them."""
+        for call_id in calls:
+            self._unsaved_calls.pop(call_id, None)
+
+    async def _over_limit(self, job_id: str, course_id: int, lesson: ClaimedLesson | None) -> bool:
+        """Whether the course has spent COURSEGEN_MAX_COURSE_COST; if so, its job stops
+        (with the lesson just claimed for a call that will not start)."""
+        if self._max_cost is None:
+            return False
+        spent = (await self._store.course_spent(course_id)).cost_usd
+        if spent is None or spent < self._max_cost:
+            return False
+        await self._store.stop_at_limit(
+            job_id,
+            (lesson.id, lesson.attempt) if lesson else None,
+            f"the course has spent ${spent:.2f}, reaching its limit of ${self._max_cost:.2f} "
+            "(COURSEGEN_MAX_COURSE_COST); raise the limit and retry to go on",
+        )
+        return True
+
+    # -- batch mode -----------------------------------------------------------------
+
+    async def _send_batch(self, job_id: str, course: CourseOutline) -> None:
+        """Send every claimable lesson of a batch-mode job as one Message Batch."""
+        if await self._over_limit(job_id, course.course_id, None):
+            return
+        lessons = await self._store.claim_for_batch(job_id)
+        if not lessons:
+            return
+        requests = [self._request(course, lesson.id, lesson.attempt) for lesson in lessons]
+        try:
+            batch_id = await self._provider.submit_batch(requests)
+        except ProviderError as exc:
+            for lesson in lessons:
+                await self._store.finish_lesson(
+                    job_id, lesson.id, lesson.attempt, error=exc.message
+                )
+            return
+        await self._store.attach_batch(batch_id, job_id, course.course_id, lessons)
+        logger.info("job %s: sent %d lesson(s) as batch %s", job_id, len(lessons), batch_id)
+
+    @staticmethod
+    def _request(course: CourseOutline, lesson_id: int, attempt: int) -> LessonRequest:
+        index = course.lesson_ids.index(lesson_id)
+        return LessonRequest(f"l{lesson_id}a{attempt}", course.topic, course.outline, index)
+
+    async def _poll_batches(self) -> None:
+        """Apply the results of every open batch once it has ended (after a restart too)."""
+        while True:
+            await asyncio.sleep(self._batch_poll)
+            try:
+                for batch_id, job_id, course_id in await self._store.open_batches():
+                    await self._poll_batch(batch_id, job_id, course_id)
+            except Exception:
+                logger.exception("polling the open Message Batches failed")
+
+    async def _poll_batch(self, batch_id: str, job_id: str, course_id: int) -> None:
+        course = await self._store.course_outline(job_id)
+        waiting = await self._store.batch_lessons(batch_id)
+        requests = [] if course is None else [self._request(course, *row) for row in waiting]
+        try:
+            results = await self._provider.poll_batch(batch_id, requests)
+        except ProviderError as exc:
+            logger.warning("polling batch %s: %s", batch_id, exc.message)
+            return
+        if results is None:
+            return
+        for result in results:
+            lesson_id, attempt = _lesson_of(result.custom_id)
+            calls = []
+            if result.call is not None:
+                call = replace(result.call, course_id=course_id, lesson_id=lesson_id)
+                calls.append(self._priced(call))
+            await self._store.finish_lesson(
+                job_id,
+                lesson_id,
+                attempt,
+                content=result.text,
+                error=result.error,
+                calls=calls,
+                model=self._provider.model if calls else None,
+                stop_reason=calls[0].stop_reason if calls else None,
+            )
+        await self._store.end_batch(batch_id)
+        # Lessons queued while it ran (a retry) go in the next batch.
+        self.kick(job_id)
+
     async def _save_drafts(self) -> None:
         """Store the text so far of every lesson being written, once a second, together."""
         while True:
             await asyncio.sleep(SAVE_INTERVAL)
             drafts = self.drafts.unsaved()
-            if not drafts:
+            calls = list(self._unsaved_calls.values())
+            if not drafts and not calls:
                 continue
             texts = [(d.lesson_id, d.attempt, d.text) for d in drafts]
             try:
-                await self._store.save_drafts(texts)
+                await self._store.save_drafts(texts, calls)
             except Exception:
                 logger.exception("storing the text of lessons being written failed")
                 continue
+            for call in calls:
+                if self._unsaved_calls.get(call.id) is call:
+                    del self._unsaved_calls[call.id]
             for draft, (_, _, text) in zip(drafts, texts, strict=True):
                 draft.saved = len(text)
 
@@ -341,3 +550,9 @@ class JobRunner:
                 del self._key_locks[key]
             else:
                 self._key_locks[key] = (lock, users - 1)
+
+
+def _lesson_of(custom_id: str) -> tuple[int, int]:
+    """The lesson id and attempt a batch request's custom_id (`l<id>a<attempt>`) names."""
+    lesson, attempt = custom_id.removeprefix("l").split("a")
+    return int(lesson), int(attempt)

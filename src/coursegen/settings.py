@@ -32,6 +32,10 @@ class Settings:
     max_continuations: int = 2
     lease_seconds: float = 30.0
     cluster_concurrency: int | None = None
+    # A JSON file of model prices adding to or overriding the built-in table.
+    prices: Path | None = None
+    max_course_cost: float | None = None
+    batch_poll: float = 30.0
     host: str = "127.0.0.1"
     port: int = 8000
     api_token: str | None = field(default=None, repr=False)
@@ -106,6 +110,20 @@ def _seconds(minimum: float) -> Callable[[str, str], float]:
 
 def _text(raw: str, name: str) -> str:
     return raw
+
+
+def _path(raw: str, name: str) -> Path:
+    return Path(raw)
+
+
+def _dollars(raw: str, name: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an amount in US dollars, got {raw!r}") from None
+    if not 0 <= value < float("inf"):
+        raise SettingsError(f"{name} must be zero or more US dollars, got {raw}")
+    return value
 
 
 def _database(raw: str, name: str) -> str:
@@ -208,6 +226,14 @@ SPECS: tuple[SettingSpec, ...] = (
                 "--cluster-concurrency", "(none)",
                 "PostgreSQL: lesson calls in flight across all nodes (one API key's rate "
                 "limit); each node stays within COURSEGEN_CONCURRENCY too", _int(1, 100_000)),
+    SettingSpec("prices", "COURSEGEN_PRICES", "--prices", "(built-in table)",
+                "JSON file of model prices in USD per million tokens, adding to or overriding "
+                "the built-in table (see Cost)", _path),
+    SettingSpec("max_course_cost", "COURSEGEN_MAX_COURSE_COST", "--max-course-cost", "(none)",
+                "USD a course may spend; once reached no call starts for it and its job ends "
+                "`error` (retry goes on after the limit is raised)", _dollars),
+    SettingSpec("batch_poll", "COURSEGEN_BATCH_POLL", "--batch-poll", "30",
+                "seconds between polls of a Message Batch (economy mode)", _seconds(0.05)),
     SettingSpec("host", "COURSEGEN_HOST", "--host", "127.0.0.1",
                 "address to listen on; loopback keeps strangers off your API key", _text),
     SettingSpec("port", "COURSEGEN_PORT", "--port", "8000", "port to listen on", _int(0, 65535)),

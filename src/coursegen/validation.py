@@ -94,6 +94,17 @@ def parse_generate(data: dict[str, Any]) -> tuple[str, int | None]:
     return topic, lessons
 
 
+def parse_mode(data: dict[str, Any]) -> str:
+    """How a generate request wants its lessons written: `stream` (default) or `batch`."""
+    mode = data.get("mode", "stream")
+    if mode not in ("stream", "batch"):
+        raise BadRequest(
+            "mode must be 'stream' (lessons written now, streamed) or 'batch' (one Message "
+            "Batch at half price, within 24 hours)"
+        )
+    return str(mode)
+
+
 def parse_idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is None:

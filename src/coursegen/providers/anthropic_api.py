@@ -4,64 +4,101 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 import anthropic
 from anthropic import AsyncAnthropic
-from anthropic.types import MessageParam
+from anthropic._middleware import AsyncCallNext
+from anthropic._request import APIRequest
+from anthropic._response import AsyncAPIResponse
+from anthropic.types import MessageDeltaUsage, MessageParam, TextBlockParam
+from anthropic.types import Usage as AnthropicUsage
+from anthropic.types.messages import MessageBatchResult
+from anthropic.types.messages.batch_create_params import Request
 
-from coursegen.domain import Outline
+from coursegen.domain import ModelCall, Outline, Usage
 from coursegen.errors import ProviderError
 from coursegen.providers.base import (
     OUTLINE_SCHEMA,
+    BatchResult,
+    CallSink,
+    LessonRequest,
     LessonResult,
     LessonTooLong,
+    OutlineResult,
+    RateLimited,
     TextSink,
     parse_outline,
+)
+from coursegen.providers.prompts import (
+    OUTLINE_TOOL,
+    SYSTEM,
+    lesson_prompt,
+    lesson_system,
+    outline_prompt,
 )
 from coursegen.settings import Settings, SettingsError
 
 logger = logging.getLogger(__name__)
 
-OUTLINE_TOOL = "record_course_outline"
 OUTLINE_MAX_TOKENS = 4096
 LESSON_MAX_TOKENS = 8192
-
-SYSTEM = (
-    "You are an expert teacher who writes clear, accurate and engaging online courses. "
-    "You explain ideas from first principles, use concrete examples and never pad."
+# The rate-limit headers worth showing an operator, as the last response gave them.
+LIMIT_HEADERS = (
+    "anthropic-ratelimit-requests-remaining",
+    "anthropic-ratelimit-input-tokens-remaining",
+    "anthropic-ratelimit-output-tokens-remaining",
 )
+# Prompts are counted generously for the estimate: English runs ~4 characters a
+# token, code and other languages fewer.
+_CHARS_PER_TOKEN_AT_MOST = 3
 
 
-def outline_prompt(topic: str, lessons: int | None) -> str:
-    count = f"exactly {lessons}" if lessons else "between 4 and 10, as the topic needs"
-    return (
-        "Plan an online course.\n"
-        f"Topic: {topic}\n"
-        f"Lessons: {count}\n\n"
-        "Take the learner from the basics to confident practical use. Give the course a "
-        "clear title and a one-paragraph description, then its lessons in teaching order, "
-        "each with a short title and one sentence on what it teaches. Record the outline "
-        f"with the {OUTLINE_TOOL} tool."
-    )
+class RateLimitWatch:
+    """SDK middleware: reads the rate-limit headers of every response, and turns a 429
+    into RateLimited at once.
+
+    Raised from middleware, RateLimited is not an APIStatusError, so the SDK does not
+    retry it: the job runner alone decides when to try again (after `retry-after`, at a
+    lower concurrency), rather than every call in flight retrying on its own.
+    """
+
+    def __init__(self) -> None:
+        self.remaining: dict[str, int] = {}
+
+    async def __call__(
+        self, request: APIRequest, call_next: AsyncCallNext
+    ) -> AsyncAPIResponse[Any]:
+        response = await call_next(request)
+        for name in LIMIT_HEADERS:
+            value = response.headers.get(name, "")
+            if value.isdigit():
+                self.remaining[name.removeprefix("anthropic-ratelimit-")] = int(value)
+        if response.status_code == 429:
+            retry_after = _retry_after(response.headers)
+            await response.http_response.aclose()
+            wait = math.ceil(retry_after) if retry_after else 1
+            raise RateLimited(
+                f"the model provider is rate limiting this API key (429); try again in {wait} s",
+                retry_after,
+            )
+        return response
 
 
-def lesson_prompt(topic: str, outline: Outline, index: int) -> str:
-    plan = outline.lessons[index]
-    listing = "\n".join(
-        f"{number}. {lesson.title}: {lesson.description}"
-        for number, lesson in enumerate(outline.lessons, start=1)
-    )
-    return (
-        f'You are writing one lesson of the course "{outline.title}" (topic: {topic}).\n'
-        f"About the course: {outline.description}\n\n"
-        f"The whole outline:\n{listing}\n\n"
-        f"Lesson {index + 1} of {len(outline.lessons)}: {plan.title}\n"
-        f"What it teaches: {plan.description}\n\n"
-        "Write this lesson in Markdown. Build on the lessons before it without repeating "
-        "them, and leave the later lessons' subjects to them. Include: an explanation of "
-        "the key ideas, at least one worked example, a short exercise for the learner and "
-        "a summary. Start with a level-2 heading holding the lesson title; no preamble."
-    )
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            seconds = float(headers.get(name, "")) * scale
+        except ValueError:
+            continue
+        if 0 <= seconds < 3600:
+            return seconds
+    return None
 
 
 class AnthropicProvider:
@@ -75,6 +112,7 @@ class AnthropicProvider:
         self.model = settings.model
         self._timeout = settings.lesson_timeout
         self._max_continuations = settings.max_continuations
+        self.limits = RateLimitWatch()
         # With no arguments the SDK reads ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL itself.
         try:
             self._client = AsyncAnthropic(
@@ -82,13 +120,15 @@ class AnthropicProvider:
                 base_url=base_url,
                 max_retries=settings.max_retries,
                 timeout=anthropic.Timeout(settings.lesson_timeout, connect=10.0),
+                middleware=[self.limits],
             )
         except anthropic.CredentialsError as exc:
             raise SettingsError(f"the Anthropic credentials could not be loaded: {exc}") from None
         if self._client.api_key is None and self._client.auth_token is None:
             logger.warning("no ANTHROPIC_API_KEY is set: every call to the model will fail")
 
-    async def generate_outline(self, topic: str, lessons: int | None) -> Outline:
+    async def generate_outline(self, topic: str, lessons: int | None) -> OutlineResult:
+        started = time.monotonic()
         try:
             message = await self._client.messages.create(
                 model=self.model,
@@ -111,18 +151,27 @@ class AnthropicProvider:
             raise failure from exc
         for block in message.content:
             if block.type == "tool_use" and block.name == OUTLINE_TOOL:
-                return parse_outline(block.input, lessons)
+                call = ModelCall(
+                    id=uuid.uuid4().hex,
+                    kind="outline",
+                    model=self.model,
+                    usage=_usage(message.usage),
+                    stop_reason=message.stop_reason,
+                    duration_ms=_ms_since(started),
+                )
+                return OutlineResult(parse_outline(block.input, lessons), call)
         raise ProviderError("the model answered without an outline (no tool call); try again")
 
     async def write_lesson(
-        self, topic: str, outline: Outline, index: int, on_text: TextSink
+        self, topic: str, outline: Outline, index: int, on_text: TextSink, on_call: CallSink
     ) -> LessonResult:
         """Stream the lesson; one cut off at max_tokens is continued where it stopped.
 
         Raw events (`stream=True`), not the SDK's accumulating helper: a lesson is
         hundreds of deltas, and each costs the helper far more CPU than this loop.
         """
-        prompt = lesson_prompt(topic, outline, index)
+        system = lesson_system(topic, outline)
+        prompt = lesson_prompt(outline, index)
         written: list[str] = []
         for call in range(1, self._max_continuations + 2):
             messages: list[MessageParam] = [{"role": "user", "content": prompt}]
@@ -130,7 +179,7 @@ class AnthropicProvider:
                 # The API refuses a prefill that ends in white space, and the model
                 # writes that white space again: trailing space was never passed on.
                 messages.append({"role": "assistant", "content": "".join(written)})
-            stop_reason = await self._stream_call(messages, written, on_text)
+            stop_reason = await self._stream_call(system, messages, written, on_text, on_call)
             if stop_reason == "max_tokens":
                 logger.info(
                     "lesson %d of %r reached max_tokens; continuing", index + 1, outline.title
@@ -149,18 +198,38 @@ class AnthropicProvider:
             "shorter instructions"
         )
 
+    def lesson_budget(self, topic: str, outline: Outline, index: int, *, batch: bool) -> Usage:
+        """Every call at max_tokens, each continuation resending all the text so far, and
+        the prefix written to the cache each time (the dearest way it can be billed)."""
+        prefix = sum(len(block["text"]) for block in lesson_system(topic, outline))
+        prefix_tokens = prefix // _CHARS_PER_TOKEN_AT_MOST + 1
+        own = len(lesson_prompt(outline, index)) // _CHARS_PER_TOKEN_AT_MOST + 1
+        calls = 1 if batch else self._max_continuations + 1
+        return Usage(
+            input_tokens=sum(own + k * LESSON_MAX_TOKENS for k in range(calls)),
+            output_tokens=calls * LESSON_MAX_TOKENS,
+            cache_creation_input_tokens=calls * prefix_tokens,
+        )
+
     async def _stream_call(
-        self, messages: list[MessageParam], written: list[str], on_text: TextSink
+        self,
+        system: list[TextBlockParam],
+        messages: list[MessageParam],
+        written: list[str],
+        on_text: TextSink,
+        on_call: CallSink,
     ) -> str | None:
         """One streamed call; its text (less trailing white space) goes to both sinks."""
         stop_reason: str | None = None
         held = ""  # trailing white space, passed on only once more text follows it
+        started = time.monotonic()
+        call = ModelCall(id=uuid.uuid4().hex, kind="lesson", model=self.model, usage=Usage())
         try:
             async with asyncio.timeout(self._timeout):
                 stream = await self._client.messages.create(
                     model=self.model,
                     max_tokens=LESSON_MAX_TOKENS,
-                    system=SYSTEM,
+                    system=system,
                     messages=messages,
                     stream=True,
                 )
@@ -175,8 +244,13 @@ class AnthropicProvider:
                             if body:
                                 written.append(body)
                                 on_text(body)
+                        elif event.type == "message_start":
+                            # Billed from here on, even if the stream is cut off later.
+                            call = replace(call, usage=_usage(event.message.usage))
+                            on_call(call)
                         elif event.type == "message_delta":
                             stop_reason = event.delta.stop_reason
+                            call = replace(call, usage=_final_usage(call.usage, event.usage))
         except TimeoutError:
             raise ProviderError(
                 f"the model provider timed out after {self._timeout:g} s; retry the lesson"
@@ -186,13 +260,74 @@ class AnthropicProvider:
             if failure is None:
                 raise
             raise failure from exc
+        finally:
+            if call.usage != Usage():
+                on_call(
+                    replace(call, stop_reason=stop_reason or "cut", duration_ms=_ms_since(started))
+                )
         return stop_reason
+
+    # -- Message Batches ------------------------------------------------------------
+
+    async def submit_batch(self, lessons: Sequence[LessonRequest]) -> str:
+        requests: list[Request] = [
+            {
+                "custom_id": lesson.custom_id,
+                "params": {
+                    "model": self.model,
+                    "max_tokens": LESSON_MAX_TOKENS,
+                    "system": lesson_system(lesson.topic, lesson.outline),
+                    "messages": [
+                        {"role": "user", "content": lesson_prompt(lesson.outline, lesson.index)}
+                    ],
+                },
+            }
+            for lesson in lessons
+        ]
+        try:
+            batch = await self._client.messages.batches.create(requests=requests)
+        except Exception as exc:
+            failure = self._failure(exc, "batch")
+            if failure is None:
+                raise
+            raise failure from exc
+        return batch.id
+
+    async def poll_batch(
+        self, batch_id: str, lessons: Sequence[LessonRequest]
+    ) -> list[BatchResult] | None:
+        try:
+            batch = await self._client.messages.batches.retrieve(batch_id)
+            if batch.processing_status != "ended":
+                return None
+            results = [
+                _batch_result(entry.custom_id, entry.result, self.model)
+                async for entry in await self._client.messages.batches.results(batch_id)
+            ]
+        except Exception as exc:
+            failure = self._failure(exc, "batch")
+            if failure is None:
+                raise
+            raise failure from exc
+        return results
+
+    async def cancel_batch(self, batch_id: str) -> None:
+        try:
+            await self._client.messages.batches.cancel(batch_id)
+        except anthropic.APIStatusError as exc:
+            # It ended meanwhile: there is nothing left to cancel.
+            logger.info("cancelling batch %s: %s", batch_id, exc.status_code)
+
+    def rate_limits(self) -> dict[str, int]:
+        return dict(self.limits.remaining)
 
     async def aclose(self) -> None:
         await self._client.close()
 
     def _failure(self, exc: Exception, what: str) -> ProviderError | None:
         """A ProviderError a person can act on, or None for an unexpected failure."""
+        if isinstance(exc, ProviderError):
+            return exc
         message = describe(exc, what, self.model, self._timeout)
         if message is None:
             return None
@@ -200,6 +335,68 @@ class AnthropicProvider:
             if secret:
                 message = message.replace(secret, "[redacted]")
         return ProviderError(message)
+
+
+def _usage(usage: AnthropicUsage) -> Usage:
+    return Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+        cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+    )
+
+
+def _final_usage(start: Usage, delta: MessageDeltaUsage) -> Usage:
+    """The usage once a stream ends: `message_delta` has the output (and may repeat the
+    input figures, cumulatively)."""
+    return Usage(
+        input_tokens=delta.input_tokens if delta.input_tokens is not None else start.input_tokens,
+        output_tokens=delta.output_tokens,
+        cache_creation_input_tokens=delta.cache_creation_input_tokens
+        if delta.cache_creation_input_tokens is not None
+        else start.cache_creation_input_tokens,
+        cache_read_input_tokens=delta.cache_read_input_tokens
+        if delta.cache_read_input_tokens is not None
+        else start.cache_read_input_tokens,
+    )
+
+
+def _batch_result(custom_id: str, result: MessageBatchResult, model: str) -> BatchResult:
+    if result.type == "succeeded":
+        message = result.message
+        call = ModelCall(
+            id=f"{message.id}:{custom_id}",
+            kind="lesson",
+            model=model,
+            usage=_usage(message.usage),
+            batch=True,
+            stop_reason=message.stop_reason,
+        )
+        text = "".join(block.text for block in message.content if block.type == "text").strip()
+        if message.stop_reason == "refusal":
+            return BatchResult(custom_id, call, error="the model declined to write this lesson")
+        if message.stop_reason == "max_tokens":
+            return BatchResult(
+                custom_id,
+                call,
+                text=text,
+                error="the lesson was longer than the model may write at once; regenerate it",
+            )
+        if not text:
+            return BatchResult(custom_id, call, error="the model returned an empty lesson")
+        return BatchResult(custom_id, call, text=text)
+    if result.type == "errored":
+        detail = getattr(result.error.error, "message", "") or "an error"
+        return BatchResult(custom_id, None, error=f"the batch request failed: {detail}; retry it")
+    if result.type == "expired":
+        return BatchResult(
+            custom_id, None, error="the batch expired before this lesson was written; retry it"
+        )
+    return BatchResult(custom_id, None, error="the batch was cancelled before this lesson")
+
+
+def _ms_since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
 
 
 def _attempts(exc: anthropic.APIError) -> int:
@@ -226,11 +423,6 @@ def describe(exc: Exception, what: str, model: str, timeout: float) -> str | Non
         return f"the API key may not use model {model} (403); check COURSEGEN_MODEL or the key"
     if isinstance(exc, anthropic.NotFoundError):
         return f"the model provider does not know model {model} (404); check COURSEGEN_MODEL"
-    if isinstance(exc, anthropic.RateLimitError):
-        return (
-            f"rate limited by the model provider after {_times(_attempts(exc))} (429); "
-            "wait a minute and retry, or lower COURSEGEN_CONCURRENCY"
-        )
     if isinstance(exc, anthropic.APIStatusError):
         if exc.status_code == 200:  # an `error` event inside a stream that had begun
             kind = "overloaded" if exc.type == "overloaded_error" else "failed"

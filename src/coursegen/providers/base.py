@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from coursegen.domain import LessonPlan, Outline
+from coursegen.domain import LessonPlan, ModelCall, Outline, Usage
 from coursegen.errors import ProviderError
 
 MAX_OUTLINE_LESSONS = 30
@@ -16,6 +16,14 @@ MAX_DESCRIPTION = 2000
 
 # Called with each piece of a lesson's text as the model writes it, in order.
 TextSink = Callable[[str], None]
+# Called as a call's billing becomes known: when it starts, and again when it ends.
+CallSink = Callable[[ModelCall], None]
+
+
+@dataclass(frozen=True, slots=True)
+class OutlineResult:
+    outline: Outline
+    call: ModelCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +34,36 @@ class LessonResult:
     calls: int  # model calls it took: 1, plus one per continuation
 
 
+@dataclass(frozen=True, slots=True)
+class LessonRequest:
+    """One lesson to write in a Message Batch; `custom_id` finds its result."""
+
+    custom_id: str
+    topic: str
+    outline: Outline
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """One lesson's result from a batch: its text, or the error that stopped it."""
+
+    custom_id: str
+    call: ModelCall | None  # None: no call was billed (cancelled, expired, errored)
+    text: str | None = None
+    error: str | None = None
+
+
 class LessonTooLong(ProviderError):
     """Still cut off after every continuation: the text written so far is kept."""
+
+
+class RateLimited(ProviderError):
+    """The provider answered 429: nothing was written, and a later call may succeed."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Provider(Protocol):
@@ -36,12 +72,32 @@ class Provider(Protocol):
     name: str
     model: str
 
-    async def generate_outline(self, topic: str, lessons: int | None) -> Outline: ...
+    async def generate_outline(self, topic: str, lessons: int | None) -> OutlineResult: ...
 
     async def write_lesson(
-        self, topic: str, outline: Outline, index: int, on_text: TextSink
+        self, topic: str, outline: Outline, index: int, on_text: TextSink, on_call: CallSink
     ) -> LessonResult:
         """Write Markdown for `outline.lessons[index]`, handing each piece to `on_text`."""
+        ...
+
+    def lesson_budget(self, topic: str, outline: Outline, index: int, *, batch: bool) -> Usage:
+        """The most tokens writing the lesson can be billed for, at its token limits."""
+        ...
+
+    async def submit_batch(self, lessons: Sequence[LessonRequest]) -> str:
+        """Send the lessons as one Message Batch; its id."""
+        ...
+
+    async def poll_batch(
+        self, batch_id: str, lessons: Sequence[LessonRequest]
+    ) -> list[BatchResult] | None:
+        """The batch's results once it has ended, else None."""
+        ...
+
+    async def cancel_batch(self, batch_id: str) -> None: ...
+
+    def rate_limits(self) -> dict[str, int]:
+        """What the provider's last answers said is left of its rate limits."""
         ...
 
     async def aclose(self) -> None: ...

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
+import math
 import re
+import time
+import uuid
+from collections.abc import Sequence
 
-from coursegen.domain import LessonPlan, Outline
-from coursegen.providers.base import LessonResult, TextSink
+from coursegen.domain import LessonPlan, ModelCall, Outline, Usage
+from coursegen.providers.base import (
+    BatchResult,
+    CallSink,
+    LessonRequest,
+    LessonResult,
+    OutlineResult,
+    TextSink,
+)
+from coursegen.providers.prompts import lesson_prompt, lesson_system, outline_prompt
 
 DEFAULT_LESSONS = 6
 
@@ -40,12 +53,23 @@ class DemoProvider:
     per lesson, so that live writing can be seen without a model."""
 
     name = "demo"
-    model = "demo"
+    model = "demo"  # priced at 0 in the price table: its tokens show, its cost is $0
 
     def __init__(self, delay: float = 1.5) -> None:
         self.delay = delay
+        self._batches = itertools.count(1)
+        self._cancelled: set[str] = set()
 
-    async def generate_outline(self, topic: str, lessons: int | None) -> Outline:
+    async def generate_outline(self, topic: str, lessons: int | None) -> OutlineResult:
+        outline = self._outline(topic, lessons)
+        usage = Usage(
+            input_tokens=_tokens(outline_prompt(topic, lessons)),
+            output_tokens=_tokens(str(outline)),
+        )
+        call = ModelCall(uuid.uuid4().hex, "outline", self.model, usage, stop_reason="tool_use")
+        return OutlineResult(outline, call)
+
+    def _outline(self, topic: str, lessons: int | None) -> Outline:
         count = lessons or DEFAULT_LESSONS
         plans = []
         for i in range(count):
@@ -68,18 +92,81 @@ class DemoProvider:
         )
 
     async def write_lesson(
-        self, topic: str, outline: Outline, index: int, on_text: TextSink
+        self, topic: str, outline: Outline, index: int, on_text: TextSink, on_call: CallSink
     ) -> LessonResult:
-        pieces = _PIECE.findall(lesson_markdown(topic, outline, index).rstrip())
+        started = time.monotonic()
+        text = lesson_markdown(topic, outline, index).rstrip()
+        call = ModelCall(
+            uuid.uuid4().hex, "lesson", self.model, self._billed(topic, outline, index, "")
+        )
+        on_call(call)
+        pieces = _PIECE.findall(text)
         gap = self.delay / len(pieces)
         for piece in pieces:
             if gap > 0:
                 await asyncio.sleep(gap)
             on_text(piece)
+        on_call(
+            ModelCall(
+                call.id,
+                "lesson",
+                self.model,
+                self._billed(topic, outline, index, text),
+                stop_reason="end_turn",
+                duration_ms=round((time.monotonic() - started) * 1000),
+            )
+        )
         return LessonResult("end_turn", 1)
+
+    def lesson_budget(self, topic: str, outline: Outline, index: int, *, batch: bool) -> Usage:
+        return self._billed(topic, outline, index, lesson_markdown(topic, outline, index))
+
+    def _billed(self, topic: str, outline: Outline, index: int, text: str) -> Usage:
+        """What a model would bill for the same prompt and text, ~4 characters a token."""
+        prefix = "".join(block["text"] for block in lesson_system(topic, outline))
+        return Usage(
+            input_tokens=_tokens(prefix + lesson_prompt(outline, index)),
+            output_tokens=_tokens(text) if text else 1,
+        )
+
+    # A batch here ends `delay` seconds after it was sent; its id says when that was, so
+    # a restarted server polls it on like a real one.
+
+    async def submit_batch(self, lessons: Sequence[LessonRequest]) -> str:
+        return f"demo_batch_{time.time():.3f}_{next(self._batches)}"
+
+    async def poll_batch(
+        self, batch_id: str, lessons: Sequence[LessonRequest]
+    ) -> list[BatchResult] | None:
+        sent = float(batch_id.split("_")[2])
+        if batch_id not in self._cancelled and time.time() < sent + self.delay:
+            return None
+        results = []
+        for lesson in lessons:
+            if batch_id in self._cancelled:
+                results.append(BatchResult(lesson.custom_id, None, error="cancelled"))
+                continue
+            text = lesson_markdown(lesson.topic, lesson.outline, lesson.index).rstrip()
+            usage = self._billed(lesson.topic, lesson.outline, lesson.index, text)
+            call = ModelCall(
+                f"{batch_id}:{lesson.custom_id}", "lesson", self.model, usage, batch=True,
+                stop_reason="end_turn",
+            )  # fmt: skip
+            results.append(BatchResult(lesson.custom_id, call, text=text))
+        return results
+
+    async def cancel_batch(self, batch_id: str) -> None:
+        self._cancelled.add(batch_id)
+
+    def rate_limits(self) -> dict[str, int]:
+        return {}
 
     async def aclose(self) -> None:
         return None
+
+
+def _tokens(text: str) -> int:
+    return max(1, math.ceil(len(text) / 4))
 
 
 def lesson_markdown(topic: str, outline: Outline, index: int) -> str:

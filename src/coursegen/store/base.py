@@ -16,8 +16,10 @@ from coursegen.domain import (
     Lesson,
     LessonStatus,
     LessonSummary,
+    ModelCall,
     Outline,
     Progress,
+    Usage,
 )
 
 # Events read from the log at once, at most.
@@ -39,7 +41,32 @@ JOB_FIELDS = (
 )  # fmt: skip
 
 
-def progress_of(row: Row) -> Progress:
+# The sums of `model_calls` rows as a usage (see `usage_of`).
+USAGE_SUMS = (
+    "coalesce(sum(input_tokens), 0) AS input_tokens, "
+    "coalesce(sum(output_tokens), 0) AS output_tokens, "
+    "coalesce(sum(cache_creation_input_tokens), 0) AS cache_creation_input_tokens, "
+    "coalesce(sum(cache_read_input_tokens), 0) AS cache_read_input_tokens, "
+    # One call to a model without a price makes the total unknown, not too low.
+    "CASE WHEN count(*) = count(cost_usd) THEN coalesce(sum(cost_usd), 0) END AS cost_usd"
+)
+
+
+def usage_of(row: Row | None) -> Usage:
+    """A row of USAGE_SUMS as a usage (PostgreSQL sums integers as numerics)."""
+    if row is None:
+        return Usage()
+    cost = row["cost_usd"]
+    return Usage(
+        int(row["input_tokens"]),
+        int(row["output_tokens"]),
+        int(row["cache_creation_input_tokens"]),
+        int(row["cache_read_input_tokens"]),
+        None if cost is None else float(cost),
+    )
+
+
+def progress_of(row: Row, usage: Usage | None = None) -> Progress:
     """A job row (JOB_COLUMNS) as its progress."""
     return Progress(
         job_id=row["id"],
@@ -51,10 +78,11 @@ def progress_of(row: Row) -> Progress:
         error_message=row["error_message"],
         started_at=row["started_at"],
         completed_at=row["completed_at"],
+        usage=usage or Usage(),
     )
 
 
-def summary_of(row: Row) -> LessonSummary:
+def summary_of(row: Row, usage: Usage | None = None) -> LessonSummary:
     return LessonSummary(
         id=row["id"],
         position=row["position"],
@@ -62,6 +90,7 @@ def summary_of(row: Row) -> LessonSummary:
         description=row["description"],
         content_status=LessonStatus(row["content_status"]),
         content_error=row["content_error"],
+        usage=usage,
     )
 
 
@@ -81,7 +110,10 @@ def job_after(
         new.update(
             status=(JobStatus.ERROR if failed else JobStatus.COMPLETE).value,
             completed_at=now,
-            error_message=f"{failed} of {total} lessons failed" if failed else None,
+            # A reason given while it ran (a spending limit) says more than a count.
+            error_message=(job["error_message"] or f"{failed} of {total} lessons failed")
+            if failed
+            else None,
         )
     counters_changed = any(
         new[k] != job[k] for k in ("total_lessons", "completed_lessons", "failed_lessons")
@@ -100,12 +132,20 @@ class Store(Protocol):
 
     # -- generate
     async def create_course(
-        self, topic: str, outline: Outline, *, idempotency: tuple[str, str] | None = None
+        self,
+        topic: str,
+        outline: Outline,
+        *,
+        mode: str = "stream",
+        outline_call: ModelCall | None = None,
+        idempotency: tuple[str, str] | None = None,
     ) -> tuple[Course, bool]: ...
 
     # -- the runner's transitions
     async def claim_next_lesson(self, job_id: str) -> ClaimedLesson | None: ...
-    async def save_drafts(self, drafts: list[tuple[int, int, str]]) -> None: ...
+    async def save_drafts(
+        self, drafts: list[tuple[int, int, str]], calls: list[ModelCall] | None = None
+    ) -> None: ...
     async def finish_lesson(
         self,
         job_id: str,
@@ -114,10 +154,29 @@ class Store(Protocol):
         *,
         content: str | None = None,
         error: str | None = None,
+        calls: list[ModelCall] | None = None,
+        model: str | None = None,
+        stop_reason: str | None = None,
+        duration_ms: int | None = None,
     ) -> bool: ...
+    async def requeue_lesson(
+        self, job_id: str, lesson_id: int, attempt: int, calls: list[ModelCall]
+    ) -> None: ...
+    async def stop_at_limit(
+        self, job_id: str, claimed: tuple[int, int] | None, message: str
+    ) -> None: ...
     async def fail_job(self, job_id: str, message: str) -> None: ...
     async def requeue_in_flight(self) -> list[str]: ...
     async def renew_leases(self, lessons: list[tuple[int, int]]) -> set[int]: ...
+
+    # -- batch mode
+    async def claim_for_batch(self, job_id: str) -> list[ClaimedLesson]: ...
+    async def attach_batch(
+        self, batch_id: str, job_id: str, course_id: int, lessons: list[ClaimedLesson]
+    ) -> None: ...
+    async def open_batches(self) -> list[tuple[str, str, int]]: ...
+    async def batch_lessons(self, batch_id: str) -> list[tuple[int, int]]: ...
+    async def end_batch(self, batch_id: str) -> None: ...
 
     # -- the text of lessons being written, between nodes (a shared database only)
     def follow_text(
@@ -138,6 +197,7 @@ class Store(Protocol):
     async def get_course(self, course_id: int) -> Course | None: ...
     async def get_lesson(self, lesson_id: int) -> Lesson | None: ...
     async def get_progress(self, job_id: str) -> Progress | None: ...
+    async def course_spent(self, course_id: int) -> Usage: ...
     async def job_snapshot(self, job_id: str) -> JobSnapshot | None: ...
     async def lesson_job(self, lesson_id: int) -> str | None: ...
     async def course_outline(self, job_id: str) -> CourseOutline | None: ...

@@ -308,6 +308,8 @@ class PostgresStore(SqlStore):
         return " AND node = ?", (self.node,)
 
     _CLAIM_LOCK = " FOR UPDATE OF l SKIP LOCKED"  # nodes claiming at once take others
+    # A lesson in a batch has no lease: no node's death makes it claimable again.
+    _UNLEASE = ", node = NULL, lease_until = NULL"
 
     def _claim(self) -> tuple[str, tuple[Any, ...]]:
         """A claim holds for the lease, by the database's clock, and names its node."""
@@ -367,8 +369,9 @@ class PostgresStore(SqlStore):
                 "FROM lessons WHERE course_id = ? ORDER BY position, id",
                 (job["course_id"],),
             )
+            spent = await txn.usage(course_id=job["course_id"])
             return JobSnapshot(
-                progress_of(job), tuple(summary_of(row) for row in lessons), job["newest"]
+                progress_of(job, spent), tuple(summary_of(row) for row in lessons), job["newest"]
             )
 
         return await self._read(work)

@@ -17,22 +17,37 @@ from coursegen.domain import (
     LessonStatus,
     Outline,
     Progress,
+    Usage,
 )
-from coursegen.store.base import progress_of, summary_of
+from coursegen.store.base import USAGE_SUMS, progress_of, summary_of, usage_of
 from coursegen.store.transaction import JOB_COLUMNS, LATEST_JOB, Transaction
 
 IDEMPOTENCY_TTL = 24 * 3600
+# USAGE_SUMS as one JSON object, for statements that read everything at once (SQLite).
+_USAGE_JSON = (
+    "'input_tokens', coalesce(sum(input_tokens), 0), "
+    "'output_tokens', coalesce(sum(output_tokens), 0), "
+    "'cache_creation_input_tokens', coalesce(sum(cache_creation_input_tokens), 0), "
+    "'cache_read_input_tokens', coalesce(sum(cache_read_input_tokens), 0), "
+    "'cost_usd', CASE WHEN count(*) = count(cost_usd) THEN coalesce(sum(cost_usd), 0) END"
+)
 
 
 async def list_courses(txn: Transaction) -> tuple[list[CourseListItem], int]:
     """Every course, newest first, with its lesson count and job; and the newest event id."""
     rows = await txn.fetchall(
         "SELECT c.id, c.topic, c.title, coalesce(c.description, '') AS description, c.created_at, "
-        "(SELECT count(*) FROM lessons l WHERE l.course_id = c.id) AS lesson_count, "
+        "c.mode, (SELECT count(*) FROM lessons l WHERE l.course_id = c.id) AS lesson_count, "
         f"{LATEST_JOB.format(course='c.id')} AS job_id FROM courses c ORDER BY c.id DESC"
     )
+    spent = {
+        row["course_id"]: usage_of(row)
+        for row in await txn.fetchall(
+            f"SELECT course_id, {USAGE_SUMS} FROM model_calls GROUP BY course_id"
+        )
+    }
     jobs = {
-        job["id"]: progress_of(job)
+        job["id"]: progress_of(job, spent.get(job["course_id"]))
         for job in await txn.fetchall(
             f"SELECT {JOB_COLUMNS} FROM content_generation_jobs WHERE id IN "
             f"(SELECT {LATEST_JOB.format(course='c.id')} FROM courses c)"
@@ -47,6 +62,8 @@ async def list_courses(txn: Transaction) -> tuple[list[CourseListItem], int]:
             created_at=row["created_at"],
             lesson_count=row["lesson_count"],
             job=jobs.get(row["job_id"]),
+            mode=row["mode"],
+            usage=spent.get(row["id"], Usage()),
         )
         for row in rows
     ]
@@ -56,7 +73,7 @@ async def list_courses(txn: Transaction) -> tuple[list[CourseListItem], int]:
 async def course_view(txn: Transaction, course_id: int) -> Course | None:
     """A course with its newest job and its lessons in course order."""
     course = await txn.fetchone(
-        "SELECT id, topic, title, coalesce(description, '') AS description, created_at, "
+        "SELECT id, topic, title, coalesce(description, '') AS description, created_at, mode, "
         f"{LATEST_JOB.format(course='courses.id')} AS job_id FROM courses WHERE id = ?",
         (course_id,),
     )
@@ -67,14 +84,26 @@ async def course_view(txn: Transaction, course_id: int) -> Course | None:
         "content_error FROM lessons WHERE course_id = ? ORDER BY position, id",
         (course_id,),
     )
+    by_lesson = {
+        row["lesson_id"]: usage_of(row)
+        for row in await txn.fetchall(
+            f"SELECT lesson_id, {USAGE_SUMS} FROM model_calls WHERE course_id = ? "
+            "AND lesson_id IS NOT NULL GROUP BY lesson_id",
+            (course_id,),
+        )
+    }
+    spent = await txn.usage(course_id=course_id)
+    job = await progress(txn, course["job_id"], spent) if course["job_id"] else None
     return Course(
         id=course["id"],
         topic=course["topic"],
         title=course["title"],
         description=course["description"],
         created_at=course["created_at"],
-        job=await progress(txn, course["job_id"]) if course["job_id"] else None,
-        lessons=tuple(summary_of(row) for row in lessons),
+        job=job,
+        lessons=tuple(summary_of(row, by_lesson.get(row["id"], Usage())) for row in lessons),
+        mode=course["mode"],
+        usage=spent,
     )
 
 
@@ -82,9 +111,11 @@ async def lesson_view(txn: Transaction, lesson_id: int) -> Lesson | None:
     """A lesson; its content is the text so far while generating, none while pending."""
     row = await txn.fetchone(
         "SELECT id, course_id, position, title, coalesce(description, '') AS description, "
-        "content, content_status, content_error, updated_at, attempt, "
-        f"{LATEST_JOB.format(course='course_id')} AS job_id FROM lessons WHERE id = ?",
-        (lesson_id,),
+        "content, content_status, content_error, updated_at, attempt, model, stop_reason, "
+        f"duration_ms, {LATEST_JOB.format(course='course_id')} AS job_id, u.* FROM lessons, "
+        # An aggregate with no GROUP BY: always one row, zeros for a lesson with no calls.
+        f"(SELECT {USAGE_SUMS} FROM model_calls WHERE lesson_id = ?) u WHERE id = ?",
+        (lesson_id, lesson_id),
     )
     if row is None:
         return None
@@ -101,6 +132,10 @@ async def lesson_view(txn: Transaction, lesson_id: int) -> Lesson | None:
         content_error=row["content_error"],
         updated_at=row["updated_at"],
         attempt=row["attempt"],
+        usage=usage_of(row),
+        model=row["model"],
+        stop_reason=row["stop_reason"],
+        duration_ms=row["duration_ms"],
     )
 
 
@@ -113,11 +148,14 @@ async def lesson_job(txn: Transaction, lesson_id: int) -> str | None:
     return row["job_id"] if row else None
 
 
-async def progress(txn: Transaction, job_id: str) -> Progress | None:
+async def progress(txn: Transaction, job_id: str, spent: Usage | None = None) -> Progress | None:
+    """A job's progress; `spent` is its course's usage, if the caller has it already."""
     job = await txn.fetchone(
         f"SELECT {JOB_COLUMNS} FROM content_generation_jobs WHERE id = ?", (job_id,)
     )
-    return progress_of(job) if job else None
+    if job is None:
+        return None
+    return progress_of(job, spent or await txn.usage(course_id=job["course_id"]))
 
 
 async def job_snapshot(txn: Transaction, job_id: str) -> JobSnapshot | None:
@@ -132,7 +170,9 @@ async def job_snapshot(txn: Transaction, job_id: str) -> JobSnapshot | None:
         "(SELECT json_group_array(json_object('id', l.id, 'position', l.position, "
         "'title', l.title, 'description', coalesce(l.description, ''), "
         "'content_status', l.content_status, 'content_error', l.content_error)) "
-        "FROM lessons l WHERE l.course_id = j.course_id) AS lessons "
+        "FROM lessons l WHERE l.course_id = j.course_id) AS lessons, "
+        f"(SELECT json_object({_USAGE_JSON}) FROM model_calls m "
+        "WHERE m.course_id = j.course_id) AS usage "
         "FROM content_generation_jobs j WHERE j.id = ?",
         (job_id,),
     )
@@ -142,13 +182,14 @@ async def job_snapshot(txn: Transaction, job_id: str) -> JobSnapshot | None:
         (summary_of(lesson) for lesson in json.loads(row["lessons"])),
         key=lambda lesson: (lesson.position, lesson.id),
     )
-    return JobSnapshot(progress_of(row), tuple(lessons), row["newest"])
+    spent = usage_of(json.loads(row["usage"]))
+    return JobSnapshot(progress_of(row, spent), tuple(lessons), row["newest"])
 
 
 async def course_outline(txn: Transaction, job_id: str) -> CourseOutline | None:
     """The topic and outline of a job's course, for the lesson prompts."""
     course = await txn.fetchone(
-        "SELECT c.id, c.topic, c.title, coalesce(c.description, '') AS description "
+        "SELECT c.id, c.topic, c.title, coalesce(c.description, '') AS description, c.mode "
         "FROM courses c "
         "JOIN content_generation_jobs j ON j.course_id = c.id WHERE j.id = ?",
         (job_id,),
@@ -165,7 +206,13 @@ async def course_outline(txn: Transaction, job_id: str) -> CourseOutline | None:
         description=course["description"],
         lessons=tuple(LessonPlan(row["title"], row["description"]) for row in lessons),
     )
-    return CourseOutline(course["topic"], outline, tuple(row["id"] for row in lessons))
+    return CourseOutline(
+        course["topic"],
+        outline,
+        tuple(row["id"] for row in lessons),
+        course_id=course["id"],
+        mode=course["mode"],
+    )
 
 
 async def events_after(

@@ -17,6 +17,11 @@ logger = logging.getLogger(__name__)
 _COLUMNS_ADDED_LATER = (
     ("lessons", "attempt", "INTEGER NOT NULL DEFAULT 0"),
     ("lessons", "priority", "INTEGER"),
+    ("courses", "mode", "TEXT NOT NULL DEFAULT 'stream' CHECK (mode IN ('stream', 'batch'))"),
+    ("lessons", "model", "TEXT"),
+    ("lessons", "stop_reason", "TEXT"),
+    ("lessons", "duration_ms", "INTEGER"),
+    ("lessons", "batch_id", "TEXT"),
 )
 # Indexes on columns added later: made once those columns exist.
 _INDEXES_ADDED_LATER = (

@@ -7,6 +7,7 @@ and overrides the few statements its dialect says differently.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import json
 import time
 import uuid
@@ -22,8 +23,10 @@ from coursegen.domain import (
     JobSnapshot,
     Lesson,
     LessonStatus,
+    ModelCall,
     Outline,
     Progress,
+    Usage,
 )
 from coursegen.errors import Conflict, NotFound
 from coursegen.store import queries
@@ -41,6 +44,8 @@ class SqlStore(abc.ABC):
     # A lesson a runner may claim (`l` is the lessons table), and how the claim locks it.
     _CLAIMABLE = "l.content_status = 'pending'"
     _CLAIM_LOCK = ""  # one writer at a time owns an unshared database
+    # More columns set once a lesson is in a Message Batch (`, column = value`...).
+    _UNLEASE = ""
 
     def _claim(self) -> tuple[str, tuple[Any, ...]]:
         """More columns a claim sets (`, column = ?`...), and their parameters."""
@@ -80,7 +85,13 @@ class SqlStore(abc.ABC):
     # -- generate --------------------------------------------------------------------
 
     async def create_course(
-        self, topic: str, outline: Outline, *, idempotency: tuple[str, str] | None = None
+        self,
+        topic: str,
+        outline: Outline,
+        *,
+        mode: str = "stream",
+        outline_call: ModelCall | None = None,
+        idempotency: tuple[str, str] | None = None,
     ) -> tuple[Course, bool]:
         """Store a course, its pending lessons and a running job in one transaction.
 
@@ -100,12 +111,14 @@ class SqlStore(abc.ABC):
                 if stored:
                     return Course.from_json(stored[1]), False
             inserted = await txn.fetchone(
-                "INSERT INTO courses (topic, title, description, created_at) "
-                "VALUES (?, ?, ?, ?) RETURNING id",
-                (topic, outline.title, outline.description, now),
+                "INSERT INTO courses (topic, title, description, created_at, mode) "
+                "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                (topic, outline.title, outline.description, now, mode),
             )
             assert inserted is not None
             course_id: int = inserted["id"]
+            if outline_call is not None:
+                await _record_calls(txn, [dataclasses.replace(outline_call, course_id=course_id)])
             await txn.executemany(
                 "INSERT INTO lessons (course_id, position, title, description, content_status, "
                 "updated_at) VALUES (?, ?, ?, ?, 'pending', ?)",
@@ -152,7 +165,7 @@ class SqlStore(abc.ABC):
             row = await txn.fetchone(
                 "UPDATE lessons SET content_status = 'generating', content = '', "
                 f"content_error = NULL, attempt = attempt + 1, priority = NULL{claim}, "
-                "updated_at = ? WHERE id = coalesce("
+                "batch_id = NULL, updated_at = ? WHERE id = coalesce("
                 " (SELECT l.id FROM lessons l JOIN content_generation_jobs j "
                 "  ON j.course_id = l.course_id WHERE l.priority IS NOT NULL "
                 f"  AND {self._CLAIMABLE} AND j.status = 'running' "
@@ -178,11 +191,14 @@ class SqlStore(abc.ABC):
 
         async def work(txn: Transaction) -> LessonStatus:
             row = await txn.fetchone(
-                "SELECT content_status FROM lessons WHERE id = ?", (lesson_id,)
+                "SELECT l.content_status, c.mode FROM lessons l "
+                "JOIN courses c ON c.id = l.course_id WHERE l.id = ?",
+                (lesson_id,),
             )
             if row is None:
                 raise NotFound("no such lesson")
-            if row["content_status"] == "pending":
+            # A batch course's lessons come with its batch: none is written on its own.
+            if row["content_status"] == "pending" and row["mode"] == "stream":
                 await txn.execute(
                     "UPDATE lessons SET priority = "
                     "(SELECT coalesce(max(priority), 0) + 1 FROM lessons) WHERE id = ?",
@@ -192,13 +208,18 @@ class SqlStore(abc.ABC):
 
         return await self._write(work)
 
-    async def save_drafts(self, drafts: list[tuple[int, int, str]]) -> None:
-        """Store the text so far of lessons being written: (lesson id, attempt, text).
+    async def save_drafts(
+        self, drafts: list[tuple[int, int, str]], calls: list[ModelCall] | None = None
+    ) -> None:
+        """Store the text so far of lessons being written: (lesson id, attempt, text),
+        and what the calls under way have been billed so far.
 
         One transaction for every draft, and no event: the text is not a status change.
         """
 
         async def work(txn: Transaction) -> None:
+            if calls:
+                await _record_calls(txn, calls)
             await txn.executemany(
                 "UPDATE lessons SET content = ? WHERE id = ? AND attempt = ? "
                 "AND content_status = 'generating'",
@@ -215,21 +236,32 @@ class SqlStore(abc.ABC):
         *,
         content: str | None = None,
         error: str | None = None,
+        calls: list[ModelCall] | None = None,
+        model: str | None = None,
+        stop_reason: str | None = None,
+        duration_ms: int | None = None,
     ) -> bool:
-        """Store a lesson's result, unless a newer attempt or a cancel superseded this one."""
+        """Store a lesson's result, unless a newer attempt or a cancel superseded this one.
+
+        The calls that wrote it are stored either way: they were paid for.
+        """
 
         async def work(txn: Transaction) -> bool:
             await txn.lock_job(job_id)
+            if calls:
+                await _record_calls(txn, calls)
             row = await txn.fetchone(
                 "UPDATE lessons SET content_status = ?, content = ?, content_error = ?, "
-                "updated_at = ? WHERE id = ? AND attempt = ? AND content_status = 'generating' "
+                "model = ?, stop_reason = ?, duration_ms = ?, batch_id = NULL, updated_at = ? "
+                "WHERE id = ? AND attempt = ? AND content_status = 'generating' "
                 f"{LESSON_CHANGE}",
-                ("complete" if error is None else "error", content, error, utcnow(),
-                 lesson_id, attempt),
+                ("complete" if error is None else "error", content, error, model, stop_reason,
+                 duration_ms, utcnow(), lesson_id, attempt),
             )  # fmt: skip
             if row is None:
                 return False
-            txn.lesson_changed(job_id, row["course_id"], row)
+            spent = await txn.usage(lesson_id=lesson_id)
+            txn.lesson_changed(job_id, row["course_id"], row, spent)
             await txn.refresh_job(job_id)
             return True
 
@@ -265,7 +297,8 @@ class SqlStore(abc.ABC):
             mine, params = self._own_lessons()
             rows = await txn.fetchall(
                 "UPDATE lessons SET content_status = 'pending', content = NULL, updated_at = ? "
-                f"WHERE content_status = 'generating'{mine} "
+                # A lesson in a Message Batch is still being written: the batch is polled on.
+                f"WHERE content_status = 'generating' AND batch_id IS NULL{mine} "
                 f"{LESSON_CHANGE}, {LATEST_JOB.format(course='lessons.course_id')} AS job_id",
                 (utcnow(), *params),
             )
@@ -301,8 +334,8 @@ class SqlStore(abc.ABC):
                     raise NotFound("no such job")
                 raise Conflict(f"the job is {status['status']}, not running; nothing to cancel")
             rows = await txn.fetchall(
-                "UPDATE lessons SET content_status = 'pending', content = NULL, updated_at = ? "
-                "WHERE course_id = ? AND content_status = 'generating' "
+                "UPDATE lessons SET content_status = 'pending', content = NULL, batch_id = NULL, "
+                "updated_at = ? WHERE course_id = ? AND content_status = 'generating' "
                 f"{LESSON_CHANGE}",
                 (utcnow(), job["course_id"]),
             )
@@ -386,7 +419,14 @@ class SqlStore(abc.ABC):
             if await txn.fetchone("SELECT id FROM courses WHERE id = ?", (course_id,)) is None:
                 raise NotFound("no such course")
             # Children first, explicitly: older databases' foreign keys do not cascade.
-            for table in ("events", "lessons", "content_generation_jobs", "courses"):
+            for table in (
+                "events",
+                "model_calls",
+                "batches",
+                "lessons",
+                "content_generation_jobs",
+                "courses",
+            ):
                 column = "id" if table == "courses" else "course_id"
                 await txn.execute(f"DELETE FROM {table} WHERE {column} = ?", (course_id,))
             txn.emit(
@@ -396,7 +436,138 @@ class SqlStore(abc.ABC):
 
         await self._write(work)
 
+    async def stop_at_limit(
+        self, job_id: str, claimed: tuple[int, int] | None, message: str
+    ) -> None:
+        """The course has spent its limit: every pending lesson (and the claimed one, as
+        (id, attempt)) fails with `message`, which the job's error repeats. Calls in
+        flight may still finish."""
+        lesson_id, attempt = claimed or (0, 0)
+
+        async def work(txn: Transaction) -> None:
+            await txn.lock_job(job_id)
+            rows = await txn.fetchall(
+                "UPDATE lessons SET content_status = 'error', content = NULL, content_error = ?, "
+                "batch_id = NULL, updated_at = ? WHERE course_id = "
+                "(SELECT course_id FROM content_generation_jobs WHERE id = ?) AND "
+                "(content_status = 'pending' OR (id = ? AND attempt = ? "
+                "AND content_status = 'generating')) "
+                f"{LESSON_CHANGE}",
+                (message, utcnow(), job_id, lesson_id, attempt),
+            )
+            for row in sorted(rows, key=lambda r: r["position"]):
+                txn.lesson_changed(job_id, row["course_id"], row)
+            await txn.execute(
+                "UPDATE content_generation_jobs SET error_message = ? WHERE id = ? "
+                "AND status = 'running'",
+                (message, job_id),
+            )
+            await txn.refresh_job(job_id)
+
+        await self._write(work)
+
+    # -- batch mode ------------------------------------------------------------------
+
+    async def claim_for_batch(self, job_id: str) -> list[ClaimedLesson]:
+        """Move every claimable lesson of a running batch-mode job to `generating`."""
+        claim, params = self._claim()
+
+        async def work(txn: Transaction) -> list[ClaimedLesson]:
+            await txn.lock_job(job_id)
+            rows = await txn.fetchall(
+                "UPDATE lessons SET content_status = 'generating', content = '', "
+                f"content_error = NULL, attempt = attempt + 1, priority = NULL{claim}, "
+                "batch_id = NULL, updated_at = ? WHERE id IN (SELECT l.id FROM lessons l "
+                "JOIN content_generation_jobs j ON j.course_id = l.course_id "
+                f"WHERE j.id = ? AND j.status = 'running' AND {self._CLAIMABLE}) "
+                f"{LESSON_CHANGE}, attempt",
+                (*params, utcnow(), job_id),
+            )
+            rows.sort(key=lambda r: r["position"])
+            for row in rows:
+                txn.lesson_changed(job_id, row["course_id"], row)
+            return [
+                ClaimedLesson(r["id"], r["position"], r["attempt"], job_id, r["course_id"])
+                for r in rows
+            ]
+
+        return await self._write(work)
+
+    async def attach_batch(
+        self, batch_id: str, job_id: str, course_id: int, lessons: list[ClaimedLesson]
+    ) -> None:
+        """Record a sent batch and its lessons: from now on it is polled, not leased."""
+
+        async def work(txn: Transaction) -> None:
+            await txn.execute(
+                "INSERT INTO batches (id, course_id, job_id, status, created_at) "
+                "VALUES (?, ?, ?, 'open', ?)",
+                (batch_id, course_id, job_id, utcnow()),
+            )
+            await txn.executemany(
+                f"UPDATE lessons SET batch_id = ?{self._UNLEASE} WHERE id = ? AND attempt = ? "
+                "AND content_status = 'generating'",
+                [(batch_id, lesson.id, lesson.attempt) for lesson in lessons],
+            )
+
+        await self._write(work)
+
+    async def requeue_lesson(
+        self, job_id: str, lesson_id: int, attempt: int, calls: list[ModelCall]
+    ) -> None:
+        """Put a claimed lesson back to `pending` (a rate limit, not its fault), storing
+        the calls it made."""
+
+        async def work(txn: Transaction) -> None:
+            await txn.lock_job(job_id)
+            if calls:
+                await _record_calls(txn, calls)
+            row = await txn.fetchone(
+                "UPDATE lessons SET content_status = 'pending', content = NULL, updated_at = ? "
+                "WHERE id = ? AND attempt = ? AND content_status = 'generating' "
+                f"{LESSON_CHANGE}",
+                (utcnow(), lesson_id, attempt),
+            )
+            if row is not None:
+                txn.lesson_changed(job_id, row["course_id"], row)
+
+        await self._write(work)
+
+    async def batch_lessons(self, batch_id: str) -> list[tuple[int, int]]:
+        """The lessons a batch is still writing: (lesson id, attempt)."""
+
+        async def work(txn: Transaction) -> list[tuple[int, int]]:
+            rows = await txn.fetchall(
+                "SELECT id, attempt FROM lessons WHERE batch_id = ? "
+                "AND content_status = 'generating' ORDER BY position, id",
+                (batch_id,),
+            )
+            return [(row["id"], row["attempt"]) for row in rows]
+
+        return await self._read_one(work)
+
+    async def open_batches(self) -> list[tuple[str, str, int]]:
+        """The batches still being polled: (batch id, job id, course id), oldest first."""
+
+        async def work(txn: Transaction) -> list[tuple[str, str, int]]:
+            rows = await txn.fetchall(
+                "SELECT id, job_id, course_id FROM batches WHERE status = 'open' "
+                "ORDER BY created_at, id"
+            )
+            return [(row["id"], row["job_id"], row["course_id"]) for row in rows]
+
+        return await self._read_one(work)
+
+    async def end_batch(self, batch_id: str) -> None:
+        async def work(txn: Transaction) -> None:
+            await txn.execute("UPDATE batches SET status = 'ended' WHERE id = ?", (batch_id,))
+
+        await self._write(work)
+
     # -- reads, each on one consistent snapshot ------------------------------------------
+
+    async def course_spent(self, course_id: int) -> Usage:
+        return await self._read_one(lambda txn: txn.usage(course_id=course_id))
 
     async def list_courses(self) -> tuple[list[CourseListItem], int]:
         return await self._read(queries.list_courses)
@@ -436,3 +607,28 @@ class SqlStore(abc.ABC):
 
     async def idempotent_answer(self, key: str) -> tuple[str, dict[str, Any]] | None:
         return await self._read_one(lambda txn: queries.idempotent_answer(txn, key))
+
+
+async def _record_calls(txn: Transaction, calls: list[ModelCall]) -> None:
+    """Store calls by their id: a later report of a call replaces the earlier one."""
+    await txn.executemany(
+        "INSERT INTO model_calls (id, course_id, lesson_id, kind, model, batch, input_tokens, "
+        "output_tokens, cache_creation_input_tokens, cache_read_input_tokens, cost_usd, "
+        "stop_reason, duration_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET input_tokens = excluded.input_tokens, "
+        "output_tokens = excluded.output_tokens, "
+        "cache_creation_input_tokens = excluded.cache_creation_input_tokens, "
+        "cache_read_input_tokens = excluded.cache_read_input_tokens, "
+        "cost_usd = excluded.cost_usd, stop_reason = excluded.stop_reason, "
+        "duration_ms = excluded.duration_ms "
+        # A call's final report (it has a stop reason) is never replaced by an earlier one
+        # that the draft saver commits late.
+        "WHERE model_calls.stop_reason IS NULL",
+        [
+            (call.id, call.course_id, call.lesson_id, call.kind, call.model, int(call.batch),
+             call.usage.input_tokens, call.usage.output_tokens,
+             call.usage.cache_creation_input_tokens, call.usage.cache_read_input_tokens,
+             call.usage.cost_usd, call.stop_reason, call.duration_ms, utcnow())
+            for call in calls
+        ],
+    )  # fmt: skip

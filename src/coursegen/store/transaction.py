@@ -13,9 +13,9 @@ from typing import Any
 
 import aiosqlite
 
-from coursegen.domain import Event, Progress
+from coursegen.domain import Event, Progress, Usage
 from coursegen.events import encode_data
-from coursegen.store.base import Row, job_after, progress_of
+from coursegen.store.base import USAGE_SUMS, Row, job_after, progress_of, usage_of
 
 # The newest job of a course (one per course today; older databases may hold more).
 LATEST_JOB = (
@@ -102,9 +102,20 @@ class Transaction(abc.ABC):
         (a cancel and a finishing lesson) queue up instead of deadlocking.
         """
 
-    def lesson_changed(self, job_id: str, course_id: int, row: Row) -> None:
-        self.emit(
-            "lesson", _lesson_event(job_id, course_id, row), job_id=job_id, course_id=course_id
+    def lesson_changed(
+        self, job_id: str, course_id: int, row: Row, usage: Usage | None = None
+    ) -> None:
+        """Log a `lesson` event; one that ends a call carries the lesson's `usage`."""
+        data = _lesson_event(job_id, course_id, row)
+        if usage is not None:
+            data["usage"] = usage.to_json()
+        self.emit("lesson", data, job_id=job_id, course_id=course_id)
+
+    async def usage(self, *, course_id: int | None = None, lesson_id: int | None = None) -> Usage:
+        """What a course (or one lesson) has spent, as committed so far in this transaction."""
+        column, key = ("course_id", course_id) if lesson_id is None else ("lesson_id", lesson_id)
+        return usage_of(
+            await self.fetchone(f"SELECT {USAGE_SUMS} FROM model_calls WHERE {column} = ?", (key,))
         )
 
     async def refresh_job(self, job_id: str, *, reopen: bool = False) -> Progress:
@@ -138,7 +149,7 @@ class Transaction(abc.ABC):
                     job_id,
                 ),
             )
-        progress = progress_of(new)
+        progress = progress_of(new, await self.usage(course_id=job["course_id"]))
         if counters_changed:
             self.emit("progress", progress.to_json(), job_id=job_id, course_id=job["course_id"])
         if status_changed:
