@@ -13,7 +13,7 @@ import pytest
 
 from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.settings import Settings
-from tests.conftest import Running, counters_hold
+from tests.conftest import Running, counters_hold, db_rows
 
 StartApp = Callable[..., Awaitable[Running]]
 PREVIOUS_SCHEMA = Path(__file__).parent / "data" / "schema-previous-release.sql"
@@ -106,3 +106,38 @@ async def test_bad_sources_and_targets_say_what_is_wrong(
     assert code == 1 and "is not a coursegen database" in output
     code, output = await run_copy(not_ours, str(tmp_path / "file.db"))
     assert code == 1 and "--to must be a postgresql:// URL" in output
+
+
+async def test_costs_and_an_open_batch_move_with_the_course(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """What a course spent moves with it, and a lesson in a Message Batch stays in it
+    (the PostgreSQL nodes poll the batch on), where a streamed one is requeued."""
+    source = tmp_path / "current.db"
+    with sqlite3.connect(source) as db:
+        db.executescript((Path(__file__).parents[1] / "schema.sql").read_text())
+        db.executescript(f"""
+            INSERT INTO courses (id, topic, title, description, created_at, mode)
+              VALUES (5, 'T', 'Batch course', 'd', 't', 'batch');
+            INSERT INTO lessons (id, course_id, position, title, description, content,
+                content_status, updated_at, attempt, batch_id, model, stop_reason)
+              VALUES (11, 5, 1, 'L1', 'd', NULL, 'generating', 't', 1, 'msgbatch_1', NULL, NULL),
+                     (12, 5, 2, 'L2', 'd', 'text', 'complete', 't', 1, NULL, 'm', 'end_turn');
+            INSERT INTO content_generation_jobs VALUES
+              ('{JOB}', 5, 'running', 2, 1, 0, 't', NULL, NULL);
+            INSERT INTO batches VALUES ('msgbatch_1', 5, '{JOB}', 'open', 't');
+            INSERT INTO model_calls (id, course_id, lesson_id, kind, model, batch, input_tokens,
+                output_tokens, cost_usd, created_at)
+              VALUES ('c1', 5, NULL, 'outline', 'm', 0, 100, 50, 0.25, 't'),
+                     ('c2', 5, 12, 'lesson', 'm', 1, 1000, 2000, 0.5, 't');
+        """)  # fmt: skip
+    code, output = await run_copy(source, settings.db)
+    assert code == 0, output
+    assert await db_rows(
+        settings, "SELECT id, content_status, batch_id, model FROM lessons ORDER BY id"
+    ) == [(11, "generating", "msgbatch_1", None), (12, "complete", None, "m")]
+    assert await db_rows(settings, "SELECT id, status FROM batches") == [("msgbatch_1", "open")]
+    assert await db_rows(
+        settings, "SELECT id, batch, output_tokens, cost_usd FROM model_calls ORDER BY id"
+    ) == [("c1", 0, 50, 0.25), ("c2", 1, 2000, 0.5)]
+    assert await db_rows(settings, "SELECT mode FROM courses") == [("batch",)]

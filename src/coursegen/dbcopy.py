@@ -1,6 +1,6 @@
 """`coursegen copy`: move a SQLite database into an empty PostgreSQL database, ids and all.
 
-Every course, lesson, job, event and idempotency key keeps its id, so bookmarked
+Every course, lesson, job, event, idempotency key, model call and batch keeps its id, so bookmarked
 courses open after the move and a client resumes its streams with the same cursor.
 Any older SQLite schema is read as it is (the source is never written); a lesson
 that a crash left `generating` arrives `pending`, as a restart would leave it.
@@ -16,10 +16,11 @@ from typing import Any
 
 # In foreign-key order, with the columns PostgreSQL takes; the id columns are copied.
 TABLES: dict[str, tuple[str, ...]] = {
-    "courses": ("id", "topic", "title", "description", "created_at"),
+    "courses": ("id", "topic", "title", "description", "created_at", "mode"),
     "lessons": (
         "id", "course_id", "position", "title", "description", "content", "content_status",
-        "content_error", "updated_at", "attempt", "priority",
+        "content_error", "updated_at", "attempt", "priority", "model", "stop_reason",
+        "duration_ms", "batch_id",
     ),
     "content_generation_jobs": (
         "id", "course_id", "status", "total_lessons", "completed_lessons", "failed_lessons",
@@ -27,9 +28,18 @@ TABLES: dict[str, tuple[str, ...]] = {
     ),
     "events": ("id", "job_id", "course_id", "type", "data", "created_at"),
     "idempotency_keys": ("key", "fingerprint", "response", "created_at"),
+    "model_calls": (
+        "id", "course_id", "lesson_id", "kind", "model", "batch", "input_tokens",
+        "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cost_usd",
+        "stop_reason", "duration_ms", "created_at",
+    ),
+    "batches": ("id", "course_id", "job_id", "status", "created_at"),
 }  # fmt: skip
 # Columns an older database may lack, and what they mean there.
-_DEFAULTS: dict[str, Any] = {"attempt": 0, "priority": None, "description": ""}
+_DEFAULTS: dict[str, Any] = {
+    "attempt": 0, "priority": None, "description": "", "mode": "stream", "model": None,
+    "stop_reason": None, "duration_ms": None, "batch_id": None,
+}  # fmt: skip
 _IDENTITY_TABLES = ("courses", "lessons", "events")
 
 
@@ -84,6 +94,8 @@ def _requeued(row: tuple[Any, ...]) -> tuple[Any, ...]:
     columns = TABLES["lessons"]
     if row[columns.index("content_status")] != "generating":
         return row
+    if row[columns.index("batch_id")] is not None:
+        return row  # its Message Batch is polled on where it arrives
     changed = list(row)
     changed[columns.index("content_status")] = "pending"
     changed[columns.index("content")] = None
