@@ -16,6 +16,7 @@ import pytest
 from coursegen.domain import Event, LessonPlan, Outline
 from coursegen.settings import Settings
 from coursegen.store.postgres import PostgresStore, _pieces
+from coursegen.throttle import Throttle
 from tests.conftest import counters_hold, db_rows
 
 
@@ -231,3 +232,17 @@ async def test_a_chunk_too_big_for_one_notify_reaches_another_node_whole(
     assert all((lesson, attempt) == (7, 2) for lesson, attempt, _, _ in got)
     assert [offset for _, _, offset, _ in got] == sorted(offset for _, _, offset, _ in got)
     assert "".join(t for *_, t in got) == text + " The end."
+
+
+async def test_a_rate_limit_on_one_node_slows_the_others(open_node: OpenNode) -> None:
+    """The nodes share one API key: a 429 on one is every node's cue to back off."""
+    a, b, c = await open_node("a"), await open_node("b"), await open_node("c")
+    throttles = {node: Throttle(8) for node in "abc"}
+    for name, node in zip("abc", (a, b, c), strict=True):
+        node.s.follow_rate_limits(
+            lambda retry_after, name=name: throttles[name].rate_limited(None, retry_after)
+        )
+    await a.s.share_rate_limit(7.5)
+    await until(lambda: throttles["b"].effective == throttles["c"].effective == 4)
+    assert throttles["b"].paused_until > 0 and throttles["c"].paused_until > 0
+    assert throttles["a"].effective == 8  # its own 429 was counted where it happened

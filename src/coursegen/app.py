@@ -66,6 +66,10 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
             drafts.share_text = store.share_text
             store.follow_text(drafts.arrived, drafts.wanted)
         runner = JobRunner(store, chosen, settings, drafts, prices)
+        if store.shared:  # a 429 on any node slows every node: they share one API key
+            store.follow_rate_limits(
+                lambda retry_after: runner.throttle.rate_limited(None, retry_after)
+            )
         services = Services(settings, store, broker, chosen, runner, drafts, node, anyio.Event())
         app.state.services = services  # for tests and tools that hold the app
         closer = asyncio.create_task(_close_streams_on_exit(services))

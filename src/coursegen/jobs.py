@@ -225,6 +225,7 @@ class JobRunner:
                 ) from None
             except RateLimited as exc:
                 self.throttle.rate_limited(None, exc.retry_after)
+                await self._tell_rate_limited(exc.retry_after)
                 raise
             course, created = await self._store.create_course(
                 topic,
@@ -330,6 +331,7 @@ class JobRunner:
                 # Not the lesson's fault: it waits for its turn again, at a lower concurrency.
                 self.throttle.rate_limited(ticket, exc.retry_after)
                 self.throttle.release(ticket)
+                await self._tell_rate_limited(exc.retry_after)
                 draft.flush()
                 await self._store.requeue_lesson(
                     job_id, lesson.id, lesson.attempt, list(calls.values())
@@ -367,6 +369,13 @@ class JobRunner:
             self.drafts.end(draft)
         if not stored:
             logger.info("lesson %d: a newer attempt or a cancel superseded this result", lesson.id)
+
+    async def _tell_rate_limited(self, retry_after: float | None) -> None:
+        """Other nodes use the same API key: they back off too."""
+        try:
+            await self._store.share_rate_limit(retry_after)
+        except Exception as exc:
+            logger.warning("telling other nodes of a rate limit failed: %s", exc)
 
     def _priced(self, call: ModelCall, lesson: ClaimedLesson | None = None) -> ModelCall:
         usage = self._prices.priced(call.model, call.usage, batch=call.batch)

@@ -39,6 +39,9 @@ CHANNEL = "coursegen_events"
 # and requests for them ({"l": lesson}) from nodes with readers of a lesson written elsewhere.
 TEXT_CHANNEL = "coursegen_text"
 WANT_CHANNEL = "coursegen_want"
+# A node got a 429 ({"n": node, "r": retry-after seconds or null}): the nodes share one
+# API key, so every node backs off.
+LIMIT_CHANNEL = "coursegen_limits"
 _NOTIFY_BYTES = 7900  # PostgreSQL refuses a payload of 8000 bytes or more
 # Held from the events' INSERT to COMMIT by every transaction that logs events.
 _EVENT_ORDER_LOCK = 0x636F7572  # "cour"
@@ -146,6 +149,7 @@ class PostgresStore(SqlStore):
         self._listener: asyncpg.Connection | None = None
         self._on_text: Callable[[int, int, int, str], None] | None = None
         self._on_wanted: Callable[[int], None] | None = None
+        self._on_limited: Callable[[float | None], None] | None = None
         # Chunks leave in order through one connection: NOTIFYs of one session arrive in
         # the order sent, those of several sessions need not.
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
@@ -225,6 +229,7 @@ class PostgresStore(SqlStore):
         await self._listener.add_listener(CHANNEL, self._notified)
         await self._listener.add_listener(TEXT_CHANNEL, self._text_arrived)
         await self._listener.add_listener(WANT_CHANNEL, self._text_wanted)
+        await self._listener.add_listener(LIMIT_CHANNEL, self._limited)
         self._listener.add_termination_listener(self._lost)
 
     def _notified(self, *args: object) -> None:
@@ -301,6 +306,21 @@ class PostgresStore(SqlStore):
     def _text_wanted(self, *args: Any) -> None:
         if self._on_wanted is not None:
             self._on_wanted(json.loads(args[3])["l"])
+
+    # -- rate limits, between nodes --------------------------------------------------------
+
+    def follow_rate_limits(self, on_limited: Callable[[float | None], None]) -> None:
+        self._on_limited = on_limited
+
+    async def share_rate_limit(self, retry_after: float | None) -> None:
+        payload = json.dumps({"n": self.node, "r": retry_after})
+        async with self._pool.acquire() as conn:
+            await conn.execute("SELECT pg_notify($1, $2)", LIMIT_CHANNEL, payload)
+
+    def _limited(self, *args: Any) -> None:
+        message = json.loads(args[3])
+        if self._on_limited is not None and message["n"] != self.node:
+            self._on_limited(message["r"])
 
     # -- what PostgreSQL says its own way --------------------------------------------------
 

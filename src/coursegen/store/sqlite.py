@@ -133,3 +133,11 @@ class SqliteStore(SqlStore):
     def share_text(self, lesson_id: int, attempt: int, offset: int, text: str) -> None:
         """Send a chunk of a lesson written here to the nodes that want it."""
         return None
+
+    def follow_rate_limits(self, on_limited: Callable[[float | None], None]) -> None:
+        """Call `on_limited(retry_after)` when another node is rate limited."""
+        return None
+
+    async def share_rate_limit(self, retry_after: float | None) -> None:
+        """Tell the other nodes (one API key) that the provider rate limits it."""
+        return None
