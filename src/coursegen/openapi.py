@@ -64,11 +64,27 @@ _COURSE = {
     "title": _TEXT,
     "description": _TEXT,
     "created_at": _STAMP,
+    "mode": {"enum": ["stream", "batch"]},
     "job": _nullable(_ref("Progress")),
+    "usage": _ref("Usage"),
+}
+_MODE = {
+    "enum": ["stream", "batch"],
+    "description": "stream (default): written now, streamed to readers; batch: one Message "
+    "Batch at half price, within 24 h",
 }
 
 _SCHEMAS: dict[str, Any] = {
     "Error": _object(error={"type": "string", "description": "what to do about it"}),
+    "Usage": _object(
+        input_tokens=_COUNT,
+        output_tokens=_COUNT,
+        cache_creation_input_tokens=_COUNT,
+        cache_read_input_tokens=_COUNT,
+        cost_usd=_nullable(
+            {"type": "number", "minimum": 0, "description": "US dollars; null: no known price"}
+        ),
+    ),
     "Progress": _object(
         job_id=_UUID,
         course_id=_ROW_ID,
@@ -80,6 +96,7 @@ _SCHEMAS: dict[str, Any] = {
         error_message=_nullable(_TEXT),
         started_at=_STAMP,
         completed_at=_nullable(_STAMP),
+        usage=_ref("Usage"),
     ),
     "LessonStatus": {"enum": ["pending", "generating", "complete", "error"]},
     "LessonSummary": _object(
@@ -89,6 +106,7 @@ _SCHEMAS: dict[str, Any] = {
         description=_TEXT,
         content_status=_ref("LessonStatus"),
         content_error=_nullable(_TEXT),
+        usage=_ref("Usage"),
     ),
     "Course": _object(**_COURSE, lessons={"type": "array", "items": _ref("LessonSummary")}),
     "CourseListItem": _object(**_COURSE, lesson_count=_COUNT),
@@ -109,6 +127,11 @@ _SCHEMAS: dict[str, Any] = {
         content_status=_ref("LessonStatus"),
         content_error=_nullable(_TEXT),
         updated_at=_STAMP,
+        usage=_ref("Usage"),
+        model=_nullable(_TEXT),
+        attempts={"type": "integer", "minimum": 0, "description": "calls started to write it"},
+        duration_ms=_nullable(_COUNT),
+        stop_reason=_nullable(_TEXT),
     ),
     "GenerateRequest": {
         "type": "object",
@@ -123,6 +146,7 @@ _SCHEMAS: dict[str, Any] = {
             "lessons": _nullable(
                 {"type": "integer", "minimum": LESSONS_MIN, "maximum": LESSONS_MAX}
             ),
+            "mode": _MODE,
         },
         "required": ["topic"],
     },
@@ -132,6 +156,15 @@ _SCHEMAS: dict[str, Any] = {
         job_id=_UUID,
         message=_TEXT,
         course=_ref("Course"),
+        estimate=_object(
+            max_cost_usd=_nullable(
+                {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "the most the lessons can cost at their token limits",
+                }
+            )
+        ),
     ),
     "LessonPriority": _object(lesson_id=_ROW_ID, content_status=_ref("LessonStatus")),
     "LessonRetry": _object(lesson_id=_ROW_ID, job_id=_UUID, content_status={"const": "pending"}),
@@ -141,6 +174,15 @@ _SCHEMAS: dict[str, Any] = {
         provider={"enum": ["anthropic", "demo"]},
         model=_TEXT,
         concurrency={"type": "integer", "minimum": 1},
+        effective_concurrency={
+            "type": "integer",
+            "minimum": 1,
+            "description": "lower than concurrency while the provider rate-limits",
+        },
+        rate_limit=_object(
+            paused_for_seconds={"type": "number", "minimum": 0},
+            remaining={"type": "object", "additionalProperties": _COUNT},
+        ),
         active_jobs=_COUNT,
         engine={"enum": ["sqlite", "postgresql"]},
         node={"type": "string", "description": "this process's name among the nodes"},
