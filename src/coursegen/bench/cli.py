@@ -31,6 +31,7 @@ from coursegen.bench.scenarios import (
     leaks,
     parallel,
     prioritise,
+    spend,
     streaming,
     writes,
 )
@@ -56,6 +57,7 @@ SCENARIOS: dict[str, Scenario] = {
     "leaks": leaks.run,
     "stream": _one(streaming.run),
     "prioritise": _one(prioritise.run),
+    "spend": _one(spend.run),
 }
 # Several nodes on one database: PostgreSQL only (SPEC section 13).
 CLUSTER: dict[str, Scenario] = {

@@ -59,6 +59,34 @@ class FakeBegin:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class FakeUsage:
+    """One model call as the fake's ledger has it: what it was and the usage it reported
+    (`usage`: input_tokens, output_tokens, cache_creation_input_tokens,
+    cache_read_input_tokens; a stream's final figures once it has ended; all 0 for a call
+    refused before its answer began). `batch`: a request inside a Message Batch."""
+
+    kind: str
+    topic: str
+    title: str
+    position: int
+    model: str
+    status: int
+    batch: bool
+    aborted: bool
+    usage: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """The fake's accounting since a mark: the model calls, the requests that reached its
+    request bucket (Messages calls and batch creations) and how many it refused (429)."""
+
+    calls: list[FakeUsage]
+    requests: int
+    rate_limited: int
+
+
 class FakeProcess:
     """The fake server in its own process (off the clients' event loop)."""
 
@@ -127,6 +155,44 @@ class FakeProcess:
     async def report_begins(self, on: bool) -> None:
         """Record each lesson call as it arrives (in `begins`), not only as it ends."""
         await self.command("begins", on=on)
+
+    async def limits(
+        self, *, requests_per_minute: int | None, batch_seconds: float | None = None
+    ) -> None:
+        """Set the request rate limit (None: unlimited; a number starts a full bucket) and
+        how long a Message Batch takes (None: the fake's default)."""
+        fields: dict[str, Any] = {"requests_per_minute": requests_per_minute}
+        if batch_seconds is not None:
+            fields["batch_seconds"] = batch_seconds
+        await self.command("limits", **fields)
+
+    async def clear_cache(self) -> None:
+        """Forget every prompt-cache entry, as if they had all expired."""
+        await self.command("clear_cache")
+
+    async def ledger_mark(self) -> int:
+        """A position in the fake's own record of calls, for `ledger`."""
+        answer = await self.command("ledger")
+        return int(answer["next"])
+
+    async def ledger(self, since: int) -> Ledger:
+        """The model calls since `since` (a `ledger_mark`), with the usage each reported."""
+        answer = await self.command("ledger", since=since)
+        calls = [
+            FakeUsage(
+                str(c["kind"]),
+                str(c.get("topic", "")),
+                str(c.get("title", "")),
+                int(c.get("position", 0)),
+                str(c.get("model", "")),
+                int(c["status"]),
+                bool(c["batch"]),
+                bool(c["aborted"]),
+                {k: int(v) for k, v in c["usage"].items()},
+            )
+            for c in answer["calls"]
+        ]
+        return Ledger(calls, int(answer["requests"]), int(answer["rate_limited"]))
 
     def mark(self) -> int:
         """A position in the call record, for `calls_since`."""

@@ -4,7 +4,9 @@
 # `{"ready": base_url}`, then one JSON line per finished call (wall-clock start and end,
 # kind, topic, lesson position). It reads JSON commands on stdin, one a line, and
 # acknowledges each: `delays` sets the lesson and outline latency, `gate` holds the lesson
-# calls of topics starting with a prefix, `open` lets them through (at most one per
+# calls of topics starting with a prefix (a stream once it has sent `message_start`, before
+# its first text: the service starts a course's other lessons only once its first call
+# has begun), `open` lets them through (at most one per
 # `spacing` seconds, so that completions are spread evenly), `stream` shapes the lesson
 # text and its deltas (see `StreamShape`) and can have the deltas of some topics' calls
 # stamped, `begins` has it also print a line as each lesson call arrives (model, topic,
@@ -32,10 +34,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from coursegen.bench.fake_control import StreamShape
 from coursegen.fake_anthropic import (
+    _ANSWER_KEY,
     _CALL_KEY,
     CLIENT_GONE,
+    DEFAULT_BATCH_SECONDS,
+    USAGE_FIELDS,
     Call,
     FakeAnthropic,
+    _Answer,
     _deltas,
     _output_tokens,
     _pause,
@@ -43,9 +49,15 @@ from coursegen.fake_anthropic import (
 )
 
 INFO_KEY = "coursegen.bench.call"
+# The gate a lesson stream waits at once it has begun.
+GATE_KEY = "coursegen.bench.gate"
+# A lesson call names its topic in its system prompt (the course block of the cached
+# prefix, `Topic: ...`); older prompts had it in the user turn (`(topic: ...).`).
 _LESSON_TOPIC = re.compile(r"\(topic: (.*)\)\.$", re.MULTILINE)
 _LESSON_PLACE = re.compile(r"^Lesson (\d+) of \d+:", re.MULTILINE)
-_OUTLINE_TOPIC = re.compile(r"^Topic: (.*)$", re.MULTILINE)
+_TOPIC_LINE = re.compile(r"^Topic: (.*)$", re.MULTILINE)
+# The one request that is not a Messages call but takes from the request bucket.
+_BATCH_CREATE = "/v1/messages/batches"
 _WORD_END = re.compile(r"\S(?=\s|$)")
 # Prose for the lessons the bench shapes (any words do: only their lengths matter).
 _WORDS = (
@@ -122,7 +134,11 @@ class BenchFake(FakeAnthropic):
             if self.report_begins and info["kind"] == "lesson":
                 _emit({"began": {**info, "at": time.time()}})
             gate = self._gate_for(info)
-            if gate is not None and not await _through_or_gone(request, gate):
+            if gate is not None and body.get("stream") is True:
+                # Held in the stream once it has begun (see _scheduled); a stream a fault
+                # cuts short, or a call refused (429, 400), is not held.
+                request.scope[GATE_KEY] = gate
+            elif gate is not None and not await _through_or_gone(request, gate):
                 return Response(status_code=CLIENT_GONE)
             info["start"] = time.time()
         return await super()._messages(request)
@@ -150,9 +166,31 @@ class BenchFake(FakeAnthropic):
             self._texts.clear()
         elif kind == "begins":
             self.report_begins = bool(op.get("on", True))
+        elif kind == "limits":
+            rpm = op.get("requests_per_minute")
+            self.requests_per_minute = None if rpm is None else int(rpm)  # a full bucket
+            self.batch_seconds = float(op.get("batch_seconds", DEFAULT_BATCH_SECONDS))
+        elif kind == "clear_cache":
+            self.clear_cache()
+        elif kind == "ledger":
+            since = op.get("since")
+            return self._ledger(None if since is None else int(since))
         elif kind != "ping":
             raise ValueError(f"unknown command {kind!r}")
         return {}
+
+    def _ledger(self, since: int | None) -> dict[str, Any]:
+        """The model calls since index `since` of the call record, each with the usage the
+        fake reported for it (its last figures: a stream's final ones once it has ended),
+        and the 429s; without `since`, only the index to pass next time."""
+        answer: dict[str, Any] = {"next": len(self.calls)}
+        if since is None:
+            return answer
+        calls = self.calls[since:]
+        answer["calls"] = [_ledger_entry(c) for c in calls if c.kind != "other"]
+        answer["requests"] = sum(1 for c in calls if _limited(c))
+        answer["rate_limited"] = sum(1 for c in calls if c.status == 429)
+        return answer
 
     def _shaped_text(self, title: str) -> str:
         assert self.shape is not None
@@ -207,17 +245,24 @@ class BenchFake(FakeAnthropic):
         """
         call: Call = request.scope[_CALL_KEY]
         stamps: list[tuple[int, float]] = []
-        usage = {"input_tokens": input_tokens, "output_tokens": 1}
-        yield _sse(
-            "message_start",
-            {"type": "message_start", "message": self._message(model, [], None, usage)},
-        )
+        # The call's input and cache figures, as the test fake's own stream reports them.
+        answer: _Answer | None = request.scope.get(_ANSWER_KEY)
+        usage = answer.usage if answer else {"input_tokens": input_tokens, "output_tokens": 1}
+        start = self._message(model, [], None, usage)
+        yield _sse("message_start", {"type": "message_start", "message": start})
         yield _sse("ping", {"type": "ping"})
         block = {"type": "text", "text": ""}
         yield _sse(
             "content_block_start",
             {"type": "content_block_start", "index": 0, "content_block": block},
         )
+        # A gated call is held here: begun (billed, its cache entry written), no text yet.
+        gate: Gate | None = request.scope.get(GATE_KEY)
+        if gate is not None:
+            if not await _through_or_gone(request, gate):
+                call.aborted = True
+                return
+            request.scope[INFO_KEY]["start"] = time.time()
         began = time.monotonic()
         end = 0
         for piece, due in zip(pieces, dues, strict=True):
@@ -238,9 +283,11 @@ class BenchFake(FakeAnthropic):
             call.sent_text += piece
         yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
         stop = {"stop_reason": stop_reason, "stop_sequence": None}
-        final = {"output_tokens": _output_tokens(text)}
+        # As the real API (and the test fake): the input and cache figures again, cumulative.
+        final = {**start["usage"], "output_tokens": _output_tokens(text)}
         yield _sse("message_delta", {"type": "message_delta", "delta": stop, "usage": final})
         call.stop_reason = stop_reason
+        call.usage = final
         if stamp:
             request.scope[INFO_KEY]["deltas"] = stamps
         yield _sse("message_stop", {"type": "message_stop"})
@@ -289,17 +336,48 @@ def shaped_deltas(text: str, mean: int) -> list[str]:
 
 def _describe(body: dict[str, Any]) -> dict[str, Any]:
     messages = body.get("messages") or [{}]
-    prompt = str(messages[0].get("content", "")) if isinstance(messages[0], dict) else ""
+    prompt = _text(messages[0].get("content", "")) if isinstance(messages[0], dict) else ""
     if body.get("tools"):
-        topic = _OUTLINE_TOPIC.search(prompt)
+        topic = _TOPIC_LINE.search(prompt)
         return {"kind": "outline", "topic": topic[1] if topic else ""}
-    topic = _LESSON_TOPIC.search(prompt)
+    topic = _TOPIC_LINE.search(_text(body.get("system", ""))) or _LESSON_TOPIC.search(prompt)
     place = _LESSON_PLACE.search(prompt)
     return {
         "kind": "lesson",
         "topic": topic[1] if topic else "",
         "position": int(place[1]) if place else 0,
     }
+
+
+def _text(content: object) -> str:
+    """A system prompt's or message's text: a string, or its blocks' texts."""
+    if isinstance(content, list):
+        return "\n".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return str(content)
+
+
+def _ledger_entry(call: Call) -> dict[str, Any]:
+    """One model call for the ledger: what it was, its status and the usage reported."""
+    described = _describe(call.body) if isinstance(call.body, dict) else {"kind": call.kind}
+    usage = call.usage or {}
+    return {
+        **described,
+        "kind": call.kind,
+        "title": call.title,
+        "model": str(call.body.get("model", "")) if isinstance(call.body, dict) else "",
+        "status": call.status,
+        "batch": call.batch_id is not None,
+        "aborted": call.aborted,
+        "usage": {name: int(usage.get(name, 0)) for name in USAGE_FIELDS},
+    }
+
+
+def _limited(call: Call) -> bool:
+    """Whether the request went through the request bucket (a Messages call or a batch
+    creation; not a request inside a batch, nor a poll)."""
+    if call.batch_id is not None:
+        return False
+    return call.kind != "other" or call.path == _BATCH_CREATE
 
 
 async def _through_or_gone(request: Request, gate: Gate) -> bool:

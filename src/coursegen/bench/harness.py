@@ -128,14 +128,19 @@ class Bench:
         outline_delay: float = 0.0,
         max_active_jobs: int = 100_000,
         stream: StreamShape | None = None,
+        model: str = "claude-bench",
+        extra: dict[str, str] | None = None,
     ) -> AsyncIterator[Service]:
         """A fresh `coursegen serve` on its own database, with the fake's latency set.
 
-        The fake streams lessons as `stream` says, or (None) as the test fake does.
+        The fake streams lessons as `stream` says, or (None) as the test fake does. The
+        service asks for `model` (the bench's own name has no price) with `extra` settings.
         """
         await self.fake.delays(lesson=lesson_delay, outline=outline_delay)
         await self.fake.stream(stream)
-        env = self.env(concurrency=concurrency, max_active_jobs=max_active_jobs)
+        env = self.env(
+            concurrency=concurrency, max_active_jobs=max_active_jobs, model=model, extra=extra
+        )
         service = await self.start_node(name, env, await self.database(), self.service_cpus)
         try:
             yield service
