@@ -69,9 +69,10 @@ export const api = {
   listCourses: () => request("GET", "courses"),
   getCourse: (id) => request("GET", `courses/${id}`),
   getLesson: (id) => request("GET", `lessons/${id}`),
-  generate: (topic, lessons) =>
+  // `mode`: "stream" (written now, word by word) or "batch" (one Message Batch, half price).
+  generate: (topic, lessons, mode = "stream") =>
     request("POST", "courses/generate", {
-      body: lessons === null ? { topic } : { topic, lessons },
+      body: lessons === null ? { topic, mode } : { topic, lessons, mode },
       headers: { "Idempotency-Key": idempotencyKey() },
     }),
   retryLesson: (id) => request("POST", `lessons/${id}/retry`),

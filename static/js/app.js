@@ -82,14 +82,20 @@ async function run(busyKey, failure, work) {
 }
 
 const actions = {
-  async generate(topic, lessons) {
-    store.set({ form: { busy: true } });
+  async generate(topic, lessons, mode) {
+    // The last course's estimate goes: the next one's replaces it.
+    store.set({ form: { busy: true }, estimate: null });
     const ticket = store.ticket();
     try {
-      const answer = await api.generate(topic, lessons);
+      const answer = await api.generate(topic, lessons, mode);
       // In the tree at once; the stream's events for it may come before or after this.
       store.applyCourse(answer.course, ticket);
-      store.set({ form: { busy: false, message: answer.message } });
+      store.set({
+        form: { busy: false, message: answer.message },
+        estimate: answer.estimate
+          ? { courseId: answer.course_id, maxCostUsd: answer.estimate.max_cost_usd }
+          : null,
+      });
       router.go({ name: "course", courseId: answer.course_id });
       return true;
     } catch (error) {
@@ -131,6 +137,11 @@ const actions = {
     store.set({ confirmDelete: courseId });
     // The question has focus, so a keyboard user answers it next.
     requestAnimationFrame(() => elements.main.querySelector(".confirm button")?.focus());
+  },
+
+  dismissEstimate() {
+    store.setEstimate(null);
+    elements.main.querySelector(".course-page .page-title")?.focus({ preventScroll: true });
   },
 
   keep() {
@@ -240,8 +251,9 @@ function fetchWhatIsShown(state) {
       : null;
   // Leaving the lesson page (or its lesson going away) closes its stream.
   writing.follow(shown);
-  if (shown?.content_status === "complete" && store.contentOf(shown) === null)
-    live.loadContent(shown);
+  // A finished lesson: its HTML (if complete) and how it was made, once per run.
+  const finished = shown?.content_status === "complete" || shown?.content_status === "error";
+  if (finished && store.loadedOf(shown) === null) live.loadContent(shown);
 }
 
 let arrived = false;

@@ -238,17 +238,19 @@ export class Live {
     return promise;
   }
 
-  /** Fetch a complete lesson's HTML, once per run of the lesson. */
+  /** Fetch a finished lesson (its HTML, if complete, and how it was made), once per run. */
   async loadContent(lesson) {
     if (this.stopped) return;
-    const version = lesson.version;
+    const { version, content_status: status } = lesson;
     if (this.contentAsked.get(lesson.id) === version) return;
     this.contentAsked.set(lesson.id, version);
     try {
       const full = await api.getLesson(lesson.id);
-      // If it is no longer complete, its event (or the next poll) brings a new version.
-      if (full.content_status === "complete" && !this.stopped)
-        store.setContent(lesson.id, full.content_html, version);
+      // If it has changed since, its event (or the next poll) brings a new version.
+      if (full.content_status === status && !this.stopped) {
+        const html = status === "complete" ? full.content_html : null;
+        store.setContent(lesson.id, html, store.aboutOf(full), version);
+      }
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       if (this.stopped) return;

@@ -13,10 +13,15 @@ export const state = {
   health: null,
   cursor: 0, // the newest event id seen: where a (re)opened stream resumes
   courses: new Map(), // id -> course, with `lessons` (null until loaded) and `job`
-  content: new Map(), // lesson id -> {html, version}: sanitised HTML of one run of the lesson
+  // lesson id -> {html, about, version}: one run of the lesson as GET api/lessons/{id} told
+  // it: its sanitised HTML (complete) and how it was made (complete or failed).
+  content: new Map(),
   // The lesson on show as it is being written (writing.js): {lessonId, text (Markdown so
-  // far), status (as its own stream last said), startingNext}, or null.
+  // far), status (as its own stream last said), startingNext, about}, or null.
   draft: null,
+  // What the newest generate said its lessons may cost at most: {courseId, maxCostUsd},
+  // until dismissed or replaced by the next generate's.
+  estimate: null,
   live: { mode: "connecting" }, // stream, reconnecting, polling or offline
   route: { name: "home" },
   form: { busy: false }, // and `error`, `field`, `message` once there is something to say
@@ -74,8 +79,23 @@ export function findLesson(course, lessonId) {
 
 /** The lesson's HTML if it belongs to the run now shown (a regenerate makes it stale). */
 export function contentOf(lesson) {
+  return loadedOf(lesson)?.html ?? null;
+}
+
+/** How a lesson was made, from GET api/lessons/{id} or a lesson stream's snapshot. */
+export function aboutOf(lesson) {
+  return {
+    model: lesson.model ?? null,
+    attempts: lesson.attempts ?? 0,
+    durationMs: lesson.duration_ms ?? null,
+    stopReason: lesson.stop_reason ?? null,
+  };
+}
+
+/** What was fetched of the lesson's current run ({html, about}), or null. */
+export function loadedOf(lesson) {
   const stored = state.content.get(lesson.id);
-  return stored && stored.version === lesson.version ? stored.html : null;
+  return stored && stored.version === lesson.version ? stored : null;
 }
 
 // -- news from the server ---------------------------------------------------------------
@@ -100,7 +120,11 @@ function apply(type, data) {
   if (!course) return; // its snapshot, when it comes, replays this event
   if (type === "lesson") {
     const lesson = findLesson(course, data.lesson_id);
-    if (lesson) setLessonStatus(lesson, data.content_status, data.content_error);
+    if (lesson) {
+      setLessonStatus(lesson, data.content_status, data.content_error);
+      // Only the event that ends a call carries the lesson's new total.
+      if (data.usage) lesson.usage = data.usage;
+    }
   } else if (type === "progress" || type === "job") {
     setJob(course, data);
   }
@@ -141,6 +165,7 @@ export function applyCourse(detail, { since, seq }) {
     lesson.title = data.title;
     lesson.description = data.description;
     setLessonStatus(lesson, data.content_status, data.content_error);
+    lesson.usage = data.usage ?? null;
     return lesson;
   });
   course.lesson_count = course.lessons.length;
@@ -151,9 +176,16 @@ export function applyCourse(detail, { since, seq }) {
   changed();
 }
 
-/** A lesson's sanitised HTML, fetched while the lesson was at `version`. */
-export function setContent(lessonId, html, version) {
-  state.content.set(lessonId, { html, version });
+/** A lesson's sanitised HTML (null unless complete) and how it was made, fetched while
+ * the lesson was at `version`. */
+export function setContent(lessonId, html, about, version) {
+  state.content.set(lessonId, { html, about, version });
+  changed();
+}
+
+/** The estimate of a generate's answer; null hides it. */
+export function setEstimate(estimate) {
+  state.estimate = estimate;
   changed();
 }
 
@@ -171,6 +203,7 @@ export function removeCourse(courseId) {
   state.courses.delete(courseId);
   state.notices = state.notices.filter((notice) => notice.courseId !== courseId);
   if (state.confirmDelete === courseId) state.confirmDelete = null;
+  if (state.estimate?.courseId === courseId) state.estimate = null;
   changed();
 }
 
@@ -184,6 +217,8 @@ function upsertCourse(data) {
   course.title = data.title;
   course.description = data.description;
   course.created_at = data.created_at;
+  course.mode = data.mode ?? "stream";
+  course.usage = data.usage ?? null; // outline and every lesson call, all jobs
   return course;
 }
 
@@ -200,6 +235,8 @@ function setJob(course, job) {
   const before = course.job;
   course.job = job ?? null;
   if (!job) return;
+  // The course's running total, as of this news of its job.
+  if (job.usage) course.usage = job.usage;
   if (job.status === "running") {
     course.watched = true; // the tree keeps showing its progress until the page reloads
     return;
@@ -267,6 +304,7 @@ export function forget() {
     courses: new Map(),
     content: new Map(),
     draft: null,
+    estimate: null,
     live: { mode: "connecting" },
     form: { busy: false },
     notices: [],

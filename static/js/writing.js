@@ -63,6 +63,7 @@ export class Writing {
     this.text = "";
     this.length = 0; // of `text`, in code points
     this.status = status;
+    this.about = null; // how it is being made (model, attempt), as its snapshot said
     this.startingNext = false; // prioritised: the next free writer takes it
     this.leftPending = status !== "pending";
   }
@@ -174,6 +175,7 @@ export class Writing {
   snapshot({ lesson, attempt }) {
     this.failures = 0;
     this.attempt = attempt;
+    this.about = store.aboutOf(lesson);
     this.text = lesson.content ?? "";
     this.length = codePoints(this.text);
     this.setStatus(lesson.content_status);
@@ -263,6 +265,7 @@ export class Writing {
     }
     if (run !== this.run) return;
     this.attempt = null; // a stream opened after this starts with its own snapshot
+    this.about = store.aboutOf(lesson);
     this.text = lesson.content ?? "";
     this.length = codePoints(this.text);
     this.setStatus(lesson.content_status);
@@ -298,6 +301,7 @@ export class Writing {
       text: this.text,
       status: this.status,
       startingNext: this.startingNext,
+      about: this.about,
     });
   }
 }

@@ -2,6 +2,7 @@
 
 import { h, setAttr, setText, syncKeyed } from "../dom.js";
 import { lessonHref } from "../router.js";
+import { breakdown, money, moneyOptions, setParts, spent, tokenParts } from "./cost.js";
 import {
   LESSON_STATUS,
   jobStatusText,
@@ -27,6 +28,18 @@ export function buildCourse(course, actions) {
       "aria-atomic": "true",
     }),
     status: h("p", { class: "job-status" }),
+    costLabel: h("span", { class: "cost-label" }),
+    costAmount: h("span", { class: "cost-amount" }),
+    costTokens: h("span", { class: "cost-tokens" }),
+    // Economy mode: nothing to watch for hours, and the page says why.
+    batchNote: h(
+      "p",
+      { class: "batch-note", hidden: true },
+      h("strong", null, "Waiting for its batch. "),
+      "This course was sent as one Message Batch (economy mode, half price): its lessons ",
+      "appear when the batch ends, which can take up to 24 hours.",
+    ),
+    estimateText: h("span", { class: "estimate-text" }),
     cancel: h(
       "button",
       { type: "button", class: "button", onclick: byId(actions.cancel) },
@@ -46,12 +59,36 @@ export function buildCourse(course, actions) {
     ),
     lessons: h("ol", { class: "lesson-list" }),
   };
+  parts.cost = h(
+    "p",
+    { class: "course-cost" },
+    h("span", { class: "cost-part" }, parts.costLabel, parts.costAmount),
+    parts.costTokens,
+  );
+  parts.estimate = h(
+    "div",
+    { class: "estimate", role: "note", hidden: true },
+    parts.estimateText,
+    h(
+      "button",
+      {
+        type: "button",
+        class: "notice-dismiss",
+        "aria-label": "Dismiss the estimate",
+        onclick: actions.dismissEstimate,
+      },
+      "×",
+    ),
+  );
   parts.job = h(
     "section",
     { class: "job", "aria-label": "Progress" },
     parts.bar,
     parts.progress,
     parts.status,
+    parts.batchNote,
+    parts.cost,
+    parts.estimate,
   );
   parts.confirm = h(
     "div",
@@ -100,6 +137,31 @@ export function updateCourse(article, course, state) {
     setText(parts.status, jobStatusText(job));
     setAttr(parts.status, "data-status", job.status);
   }
+  const waiting = course.lessons?.some((lesson) => lesson.content_status === "generating");
+  setHidden(parts.batchNote, !(course.mode === "batch" && job?.status === "running" && waiting));
+
+  // What it cost: the running total while it is written, live from the job's events.
+  const options = moneyOptions(state);
+  const usage = course.usage;
+  setHidden(parts.cost, !usage);
+  if (usage) {
+    const known = usage.cost_usd !== null;
+    const label = job?.status === "running" ? "Spent so far: " : "Cost: ";
+    setText(parts.costLabel, known ? label : "");
+    setText(parts.costAmount, known ? money(usage.cost_usd, options) : "Cost unknown");
+    setParts(parts.costTokens, spent(usage) ? tokenParts(usage) : [], { lead: true });
+    setAttr(parts.cost, "title", breakdown(usage, options, label.slice(0, -2)));
+  }
+  const estimate = state.estimate?.courseId === course.id ? state.estimate : null;
+  setHidden(parts.estimate, !estimate);
+  if (estimate) {
+    setText(
+      parts.estimateText,
+      estimate.maxCostUsd === null
+        ? "Its cost cannot be estimated: the model has no known price."
+        : `At most ${money(estimate.maxCostUsd, options)} for its lessons (at their token limits).`,
+    );
+  }
 
   const failed = course.lessons?.filter((lesson) => lesson.content_status === "error").length ?? 0;
   const queued = course.lessons?.some((lesson) => lesson.content_status === "pending");
@@ -127,7 +189,7 @@ export function updateCourse(article, course, state) {
     course.lessons ?? [],
     (lesson) => lesson.id,
     createLesson,
-    (li, lesson) => updateLesson(li, lesson, course),
+    (li, lesson) => updateLesson(li, lesson, course, options),
   );
 }
 
@@ -141,21 +203,28 @@ function createLesson() {
       null,
       h("a", { class: "lesson-link" }),
       h("span", { class: "status-word" }),
+      h("span", { class: "lesson-cost" }),
       h("p", { class: "lesson-description" }),
     ),
   );
 }
 
-function updateLesson(li, lesson, course) {
+function updateLesson(li, lesson, course, options) {
   const [mark, body] = li.children;
-  const [link, word, description] = body.children;
+  const [link, word, cost, description] = body.children;
   const status = lesson.content_status;
   setAttr(li, "data-lesson-id", lesson.id);
   setAttr(li, "data-status", status);
   updateMarker(mark, status);
   setAttr(link, "href", lessonHref(course.id, lesson.id));
   setText(link, lesson.title);
-  setText(word, LESSON_STATUS[status]?.label ?? status);
+  // A lesson in a Message Batch is not being written before your eyes: it waits.
+  const inBatch = status === "generating" && course.mode === "batch";
+  setText(word, inBatch ? "In the batch…" : (LESSON_STATUS[status]?.label ?? status));
+  const finished = (status === "complete" || status === "error") && spent(lesson.usage);
+  // Non-breaking: "Ready · $0.0123" stays on one line.
+  setText(cost, finished ? `\u00a0·\u00a0${money(lesson.usage.cost_usd, options)}` : "");
+  setAttr(cost, "title", finished ? breakdown(lesson.usage, options) : null);
   setText(description, status === "error" ? lesson.content_error : lesson.description);
   setAttr(description, "data-error", status === "error" ? "" : null);
 }

@@ -10,7 +10,7 @@ const LESSONS_MIN = 1;
 const LESSONS_MAX = 20;
 
 export function initForm(form, { generate, invalid }) {
-  const { topic, lessons } = form.elements;
+  const { topic, lessons, mode } = form.elements;
   const count = form.querySelector("#topic-count");
   const showCount = () => setText(count, `${topic.value.trim().length}/${TOPIC_MAX}`);
   topic.addEventListener("input", showCount);
@@ -24,7 +24,7 @@ export function initForm(form, { generate, invalid }) {
       (request.field === "lessons" ? lessons : topic).focus();
       return;
     }
-    if (await generate(request.topic, request.lessons)) {
+    if (await generate(request.topic, request.lessons, mode.value)) {
       form.reset();
       showCount();
     }

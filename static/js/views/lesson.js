@@ -5,7 +5,8 @@
 import { h, setAttr, setText, spinner } from "../dom.js";
 import { renderInto } from "../markdown.js";
 import { courseHref, lessonHref } from "../router.js";
-import { contentOf } from "../store.js";
+import { contentOf, loadedOf } from "../store.js";
+import { aboutParts, breakdown, money, moneyOptions, setParts, spent, tokenParts } from "./cost.js";
 import { setHidden } from "./parts.js";
 
 // How close to the bottom of the window the end of the text may be (in px) for the
@@ -32,6 +33,10 @@ export function buildLesson(course, lesson, actions) {
     shownHtml: null,
     shownDraft: null,
     scrollY: 0, // the window's scroll position after the last render of the growing text
+    costLabel: h("span", { class: "cost-label" }),
+    costAmount: h("span", { class: "cost-amount" }),
+    costTokens: h("span", { class: "cost-tokens" }),
+    provenance: h("p", { class: "lesson-provenance" }),
     regenerate: h(
       "button",
       { type: "button", class: "button", onclick: () => actions.retryLesson(course.id, lesson.id) },
@@ -39,6 +44,20 @@ export function buildLesson(course, lesson, actions) {
     ),
     pager: h("nav", { class: "pager", "aria-label": "Lessons of this course" }),
   };
+  parts.cost = h(
+    "p",
+    { class: "lesson-cost" },
+    h("span", { class: "cost-part" }, parts.costLabel, parts.costAmount),
+    parts.costTokens,
+  );
+  // How the lesson was made and what it cost: small print after its text, so that
+  // nothing above the text moves when it changes.
+  parts.about = h(
+    "footer",
+    { class: "lesson-about", "aria-label": "About this lesson", hidden: true },
+    parts.cost,
+    parts.provenance,
+  );
   const article = h(
     "article",
     { class: "lesson-page", dataset: { lessonId: lesson.id } },
@@ -55,6 +74,7 @@ export function buildLesson(course, lesson, actions) {
     // After the text: while it is written, "Writing…" sits below its growing end, and
     // goes away when it is done without moving the text above.
     parts.stateBox,
+    parts.about,
     h("div", { class: "actions lesson-actions" }, parts.regenerate),
     parts.pager,
   );
@@ -89,12 +109,20 @@ export function updateLesson(article, course, lesson, state) {
   // The status box is rebuilt only when what it says changes, so it is announced once.
   const busy = state.busy.has(`lesson:${lesson.id}`);
   const shows = { html: html !== null, draft: draftText !== null, next: !!draft?.startingNext };
-  const said = { pending: shows.next, complete: shows.html || shows.draft }[status] ?? null;
+  const batch = course.mode === "batch";
+  const said =
+    {
+      pending: shows.next,
+      generating: batch && !shows.draft,
+      complete: shows.html || shows.draft,
+    }[status] ?? null;
   const key = JSON.stringify([status, lesson.content_error, said]);
   if (parts.stateBox.dataset.key !== key) {
     parts.stateBox.dataset.key = key;
     parts.stateBox.replaceChildren(
-      ...stateContent(status, lesson, shows, () => actions.retryLesson(course.id, lesson.id)),
+      ...stateContent(status, lesson, shows, batch, () =>
+        actions.retryLesson(course.id, lesson.id),
+      ),
     );
   }
   for (const button of parts.stateBox.querySelectorAll("button")) button.disabled = busy;
@@ -115,6 +143,9 @@ export function updateLesson(article, course, lesson, state) {
     parts.shownHtml = html;
   }
   setHidden(parts.body, html === null);
+  // How it is made: from its stream while it is written, from its own answer once done.
+  const about = status === "generating" ? draft?.about : loadedOf(lesson)?.about;
+  updateAbout(parts, lesson, about, state);
   setHidden(parts.regenerate.parentElement, status !== "complete");
   parts.regenerate.disabled = busy;
 
@@ -136,6 +167,26 @@ export function updateLesson(article, course, lesson, state) {
 
   if (follow) keepEndInView(parts);
   parts.scrollY = window.scrollY;
+}
+
+/** The small print: what the lesson cost and how it was made; nothing while it is queued. */
+function updateAbout(parts, lesson, about, state) {
+  const status = lesson.content_status;
+  const options = moneyOptions(state);
+  const costs = status !== "pending" && spent(lesson.usage);
+  setHidden(parts.cost, !costs);
+  if (costs) {
+    const known = lesson.usage.cost_usd !== null;
+    const label = status === "generating" ? "Cost so far" : "Cost";
+    setText(parts.costLabel, known ? `${label}: ` : "");
+    setText(parts.costAmount, known ? money(lesson.usage.cost_usd, options) : "Cost unknown");
+    setParts(parts.costTokens, tokenParts(lesson.usage), { lead: true });
+    setAttr(parts.cost, "title", breakdown(lesson.usage, options, label));
+  }
+  const made = status === "pending" ? [] : aboutParts(about, status);
+  setParts(parts.provenance, made);
+  setHidden(parts.provenance, !made.length);
+  setHidden(parts.about, !costs && !made.length);
 }
 
 /** Whether the end of `el` is in the window (or above it): the reader is at the end. */
@@ -176,7 +227,7 @@ function placeCaret(parts, writing) {
   if (host.lastChild !== caret) host.append(caret);
 }
 
-function stateContent(status, lesson, shows, retry) {
+function stateContent(status, lesson, shows, batch, retry) {
   switch (status) {
     case "pending":
       return [
@@ -195,6 +246,17 @@ function stateContent(status, lesson, shows, retry) {
         ),
       ];
     case "generating":
+      if (batch && !shows.draft) {
+        return [
+          h("p", { class: "state-line" }, spinner(), "Waiting for its batch…"),
+          h(
+            "p",
+            { class: "hint" },
+            "This course was sent as one Message Batch (economy mode): the lesson appears ",
+            "when the batch ends, which can take up to 24 hours.",
+          ),
+        ];
+      }
       return [h("p", { class: "state-line" }, spinner(), "Writing this lesson…")];
     case "error":
       return [

@@ -5,6 +5,7 @@
 import { h, setAttr, setText, syncKeyed } from "../dom.js";
 import { courseHref, lessonHref } from "../router.js";
 import * as store from "../store.js";
+import { breakdown, money, moneyOptions, spent } from "./cost.js";
 import { LESSON_STATUS, marker, setHidden, updateMarker, updateProgress } from "./parts.js";
 
 export function initTree(root) {
@@ -46,6 +47,7 @@ function createCourse(course) {
     },
     h("span", { class: "twisty", "aria-hidden": "true" }),
     h("span", { class: "tree-label" }),
+    costTag(),
     // The bar only repeats the words next to it, so assistive technology reads the words.
     h(
       "span",
@@ -64,7 +66,7 @@ function createCourse(course) {
 
 function updateCourse(el, course, state) {
   const [item, group] = el.children;
-  const [, label, progress] = item.children;
+  const [, label, cost, progress] = item.children;
   const [bar, count] = progress.children;
   const expanded = !state.collapsed.has(course.id);
   const route = state.route;
@@ -76,6 +78,9 @@ function updateCourse(el, course, state) {
     route.name === "course" && route.courseId === course.id ? "page" : null,
   );
   setText(label, course.title);
+  const options = moneyOptions(state);
+  const bill = updateCost(cost, course.usage, options, course.job?.status === "running");
+  setAttr(item, "title", bill);
   const job = course.job;
   // Running courses show their progress; so do those seen running here, to show them end.
   const showProgress = Boolean(job && (job.status === "running" || course.watched));
@@ -97,7 +102,7 @@ function updateCourse(el, course, state) {
     course.lessons ?? [],
     (lesson) => lesson.id,
     createLesson,
-    (li, lesson) => updateLesson(li, lesson, course, route),
+    (li, lesson) => updateLesson(li, lesson, course, route, options),
   );
 }
 
@@ -114,13 +119,14 @@ function createLesson(lesson) {
     marker(),
     h("span", { class: "tree-label" }),
     h("span", { class: "visually-hidden" }),
+    costTag(),
   );
   return h("li", { role: "none", class: "tree-lesson", dataset: { lessonId: lesson.id } }, item);
 }
 
-function updateLesson(li, lesson, course, route) {
+function updateLesson(li, lesson, course, route, options) {
   const item = li.firstElementChild;
-  const [mark, label, word] = item.children;
+  const [mark, label, word, cost] = item.children;
   const status = lesson.content_status;
   setAttr(li, "data-status", status);
   setAttr(item, "href", lessonHref(course.id, lesson.id));
@@ -129,10 +135,35 @@ function updateLesson(li, lesson, course, route) {
     "aria-current",
     route.name === "lesson" && route.lessonId === lesson.id ? "page" : null,
   );
-  setAttr(item, "title", status === "error" ? lesson.content_error : null);
   updateMarker(mark, status);
   setText(label, `${lesson.position}. ${lesson.title}`);
   setText(word, `, ${LESSON_STATUS[status]?.word ?? status}`);
+  // A finished lesson's cost; one being written (again) is still adding to it.
+  const finished = status === "complete" || status === "error";
+  const bill = updateCost(cost, finished ? lesson.usage : null, options, false);
+  // The hover text: the error, then the bill.
+  const hover = [status === "error" ? lesson.content_error : null, bill].filter(Boolean);
+  setAttr(item, "title", hover.length ? hover.join("\n\n") : null);
+}
+
+/** Small type at the end of an item: what it cost, read out as ", cost $0.0123". */
+function costTag() {
+  return h(
+    "span",
+    { class: "tree-cost", hidden: true },
+    h("span", { class: "visually-hidden" }, ", cost "),
+    h("span", { class: "cost-amount" }),
+  );
+}
+
+/** Show what `usage` cost in `tag` (hidden if nothing was spent); returns the hover text. */
+function updateCost(tag, usage, options, soFar) {
+  const shown = spent(usage);
+  setHidden(tag, !shown);
+  if (!shown) return null;
+  setText(tag.firstElementChild, soFar ? ", cost so far " : ", cost ");
+  setText(tag.lastElementChild, money(usage.cost_usd, options));
+  return breakdown(usage, options, soFar ? "Cost so far" : "Cost");
 }
 
 // -- keyboard ---------------------------------------------------------------------------
