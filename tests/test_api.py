@@ -581,3 +581,21 @@ async def test_root_serves_the_page_with_security_headers(running: Running) -> N
     assert "unsafe-inline" not in csp
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["x-frame-options"] == "DENY"
+
+
+async def test_a_lesson_belongs_to_its_own_course_s_job_when_there_are_several(
+    running: Running,
+) -> None:
+    """Retrying course A's lesson after course B was made reopens A's job, not B's."""
+    first = await running.generate("Knitting basics", lessons=1)
+    second = await running.generate("Bird watching", lessons=1)
+    await running.settle(first["job_id"])
+    await running.settle(second["job_id"])
+    lesson_id = first["course"]["lessons"][0]["id"]
+    assert (await running.http.get(f"/api/lessons/{lesson_id}")).json()["job_id"] == first["job_id"]
+    retried = await running.http.post(f"/api/lessons/{lesson_id}/retry")
+    assert retried.status_code == 202 and retried.json()["job_id"] == first["job_id"]
+    assert (await running.settle(first["job_id"]))["status"] == "complete"
+    other = (await running.http.get(f"/api/jobs/{second['job_id']}/progress")).json()
+    assert (other["status"], other["completed_lessons"]) == ("complete", 1)
+    assert (await running.http.get(f"/api/lessons/{lesson_id}")).json()["attempts"] == 2

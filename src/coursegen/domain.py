@@ -286,7 +286,8 @@ class Lesson:
             "content_error": self.content_error,
             "updated_at": self.updated_at,
             "usage": self.usage.to_json(),
-            # How it was made (SPEC 11): `attempts` counts the calls started to write it.
+            # How it was made (SPEC 11): `attempts` counts the times it was started (its
+            # continuations are part of one attempt).
             "model": self.model,
             "attempts": self.attempt,
             "duration_ms": self.duration_ms,

@@ -244,8 +244,11 @@ class JobRunner:
         try:
             course = await self._store.course_outline(job_id)
             if course is not None and course.mode == "batch":
-                await self._send_batch(job_id, course)
-                return
+                # Again after a 429 (once its pause is over), or for lessons queued meanwhile.
+                while True:
+                    driver.again = False
+                    if not await self._send_batch(job_id, course) and not driver.again:
+                        return
             # The first call of a course writes its prompt prefix to the provider's cache;
             # the others wait until it has begun, to read it from there at a tenth of the price.
             warming: asyncio.Event | None = asyncio.Event()
@@ -340,7 +343,7 @@ class JobRunner:
                 self.kick(job_id)
                 return
             except LessonTooLong as exc:
-                error, content, stop_reason = exc.message, draft.text, "max_tokens"
+                error, content = exc.message, draft.text
             except ProviderError as exc:
                 error = exc.message
             except Exception:
@@ -350,6 +353,9 @@ class JobRunner:
                 self.throttle.release(ticket)
                 if warming is not None:
                     warming.set()
+            if stop_reason is None and calls:
+                # It failed: how its last call ended (max_tokens, refusal) says why.
+                stop_reason = list(calls.values())[-1].stop_reason
             # Every reader gets the last words before the status change that ends it.
             draft.flush()
             stored = await self._store.finish_lesson(
@@ -393,37 +399,67 @@ class JobRunner:
         (with the lesson just claimed for a call that will not start)."""
         if self._max_cost is None:
             return False
-        spent = (await self._store.course_spent(course_id)).cost_usd
+        # A call that has just ended frees its slot before its lesson is stored: count it
+        # (and every call reported but not stored yet) by what it reported.
+        unsaved = [c for c in self._unsaved_calls.values() if c.course_id == course_id]
+        spent = (await self._store.course_spent(course_id, unsaved)).cost_usd
         if spent is None or spent < self._max_cost:
             return False
         await self._store.stop_at_limit(
             job_id,
             (lesson.id, lesson.attempt) if lesson else None,
-            f"the course has spent ${spent:.2f}, reaching its limit of ${self._max_cost:.2f} "
+            f"the course has spent {_usd(spent)}, reaching its limit of {_usd(self._max_cost)} "
             "(COURSEGEN_MAX_COURSE_COST); raise the limit and retry to go on",
         )
         return True
 
     # -- batch mode -----------------------------------------------------------------
 
-    async def _send_batch(self, job_id: str, course: CourseOutline) -> None:
-        """Send every claimable lesson of a batch-mode job as one Message Batch."""
-        if await self._over_limit(job_id, course.course_id, None):
-            return
-        lessons = await self._store.claim_for_batch(job_id)
-        if not lessons:
-            return
+    async def _send_batch(self, job_id: str, course: CourseOutline) -> bool:
+        """Send every claimable lesson of a batch-mode job as one Message Batch; True when
+        the provider rate-limited it, to be sent again."""
+        # A slot like any call's, so that a rate limit's pause holds the submission too.
+        ticket = await self.throttle.acquire()
+        try:
+            if self._closing or await self._over_limit(job_id, course.course_id, None):
+                return False
+            lessons = await self._store.claim_for_batch(job_id)
+            if not lessons:
+                return False
+            # Once sent, the provider makes the batch whatever becomes of this task: a cancel
+            # (or shutdown) waits until it is recorded, so that it is cancelled (or polled
+            # after a restart) rather than run on unseen, and paid for.
+            submission = asyncio.ensure_future(self._submit_batch(job_id, course, lessons, ticket))
+            try:
+                return await asyncio.shield(submission)
+            except asyncio.CancelledError:
+                await submission
+                raise
+        finally:
+            self.throttle.release(ticket)
+
+    async def _submit_batch(
+        self, job_id: str, course: CourseOutline, lessons: list[ClaimedLesson], ticket: Ticket
+    ) -> bool:
         requests = [self._request(course, lesson.id, lesson.attempt) for lesson in lessons]
         try:
             batch_id = await self._provider.submit_batch(requests)
+        except RateLimited as exc:
+            # Not the lessons' fault (SPEC 11): they wait, and go in the next batch.
+            self.throttle.rate_limited(ticket, exc.retry_after)
+            for lesson in lessons:
+                await self._store.requeue_lesson(job_id, lesson.id, lesson.attempt, [])
+            return True
         except ProviderError as exc:
             for lesson in lessons:
                 await self._store.finish_lesson(
                     job_id, lesson.id, lesson.attempt, error=exc.message
                 )
-            return
+            return False
+        self.throttle.succeeded(ticket)
         await self._store.attach_batch(batch_id, job_id, course.course_id, lessons)
         logger.info("job %s: sent %d lesson(s) as batch %s", job_id, len(lessons), batch_id)
+        return False
 
     @staticmethod
     def _request(course: CourseOutline, lesson_id: int, attempt: int) -> LessonRequest:
@@ -559,6 +595,13 @@ class JobRunner:
                 del self._key_locks[key]
             else:
                 self._key_locks[key] = (lock, users - 1)
+
+
+def _usd(amount: float) -> str:
+    """Dollars with cents, and the further decimals (to 6, as cost_usd) a small sum needs:
+    a limit of $0.004 must not read as $0.00."""
+    whole, _, fraction = f"{amount:.6f}".partition(".")
+    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
 def _lesson_of(custom_id: str) -> tuple[int, int]:

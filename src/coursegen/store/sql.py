@@ -11,7 +11,7 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from coursegen.domain import (
@@ -30,7 +30,7 @@ from coursegen.domain import (
 )
 from coursegen.errors import Conflict, NotFound
 from coursegen.store import queries
-from coursegen.store.base import EVENT_PAGE
+from coursegen.store.base import EVENT_PAGE, USAGE_SUMS, usage_of
 from coursegen.store.queries import IDEMPOTENCY_TTL
 from coursegen.store.transaction import LATEST_JOB, LESSON_CHANGE, Transaction, utcnow
 
@@ -352,7 +352,7 @@ class SqlStore(abc.ABC):
 
         async def work(txn: Transaction) -> str:
             lesson = await txn.fetchone(
-                f"SELECT content_status, course_id, {LATEST_JOB.format(course='course_id')} "
+                f"SELECT content_status, course_id, {LATEST_JOB.format(course='lessons.course_id')} "
                 "AS job_id FROM lessons WHERE id = ?",
                 (lesson_id,),
             )
@@ -566,8 +566,20 @@ class SqlStore(abc.ABC):
 
     # -- reads, each on one consistent snapshot ------------------------------------------
 
-    async def course_spent(self, course_id: int) -> Usage:
-        return await self._read_one(lambda txn: txn.usage(course_id=course_id))
+    async def course_spent(self, course_id: int, unsaved: Sequence[ModelCall] = ()) -> Usage:
+        """What a course has spent: its stored calls, each of `unsaved` (reported, perhaps
+        not stored yet) counted once, by its newer figures."""
+        ids = [call.id for call in unsaved]
+        others = f" AND id NOT IN ({', '.join('?' * len(ids))})" if ids else ""
+
+        async def work(txn: Transaction) -> Usage:
+            sql = f"SELECT {USAGE_SUMS} FROM model_calls WHERE course_id = ?{others}"
+            return usage_of(await txn.fetchone(sql, (course_id, *ids)))
+
+        spent = await self._read_one(work)
+        for call in unsaved:
+            spent += call.usage
+        return spent
 
     async def list_courses(self) -> tuple[list[CourseListItem], int]:
         return await self._read(queries.list_courses)
