@@ -112,7 +112,8 @@ async def lesson_view(txn: Transaction, lesson_id: int) -> Lesson | None:
     row = await txn.fetchone(
         "SELECT id, course_id, position, title, coalesce(description, '') AS description, "
         "content, content_status, content_error, updated_at, attempt, model, stop_reason, "
-        f"duration_ms, {LATEST_JOB.format(course='lessons.course_id')} AS job_id, u.* FROM lessons, "
+        f"duration_ms, {LATEST_JOB.format(course='lessons.course_id')} AS job_id, u.* "
+        "FROM lessons, "
         # An aggregate with no GROUP BY: always one row, zeros for a lesson with no calls.
         f"(SELECT {USAGE_SUMS} FROM model_calls WHERE lesson_id = ?) u WHERE id = ?",
         (lesson_id, lesson_id),
@@ -142,7 +143,8 @@ async def lesson_view(txn: Transaction, lesson_id: int) -> Lesson | None:
 async def lesson_job(txn: Transaction, lesson_id: int) -> str | None:
     """The id of the job that writes a lesson (its course's newest)."""
     row = await txn.fetchone(
-        f"SELECT {LATEST_JOB.format(course='lessons.course_id')} AS job_id FROM lessons WHERE id = ?",
+        f"SELECT {LATEST_JOB.format(course='lessons.course_id')} AS job_id "
+        "FROM lessons WHERE id = ?",
         (lesson_id,),
     )
     return row["job_id"] if row else None

@@ -352,8 +352,9 @@ class SqlStore(abc.ABC):
 
         async def work(txn: Transaction) -> str:
             lesson = await txn.fetchone(
-                f"SELECT content_status, course_id, {LATEST_JOB.format(course='lessons.course_id')} "
-                "AS job_id FROM lessons WHERE id = ?",
+                "SELECT content_status, course_id, "
+                f"{LATEST_JOB.format(course='lessons.course_id')} AS job_id "
+                "FROM lessons WHERE id = ?",
                 (lesson_id,),
             )
             if lesson is None or lesson["job_id"] is None:
