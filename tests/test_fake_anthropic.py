@@ -954,3 +954,195 @@ async def test_batch_errors(fake: FakeAnthropic, client: AsyncAnthropic) -> None
     await client.messages.batches.create(requests=[batch_request("a", cached_lesson(1))])
     with pytest.raises(anthropic.RateLimitError):
         await client.messages.batches.create(requests=[batch_request("b", cached_lesson(1))])
+
+
+# --- Quizzes ---
+
+QUIZ_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "questions": {
+            "type": "array",
+            "minItems": 3,
+            "maxItems": 5,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "question": {"type": "string"},
+                    "choices": {
+                        "type": "array",
+                        "minItems": 2,
+                        "maxItems": 6,
+                        "items": {"type": "string"},
+                    },
+                    "answer": {"type": "integer", "minimum": 0},
+                    "explanation": {"type": "string"},
+                },
+                "required": ["question", "choices", "answer", "explanation"],
+            },
+        }
+    },
+    "required": ["questions"],
+}
+QUIZ_TOOL: dict[str, Any] = {
+    "name": "record_lesson_quiz",
+    "description": "Record the lesson's quiz",
+    "input_schema": QUIZ_SCHEMA,
+}
+
+
+def quiz_params(k: int, title: str, **extra: Any) -> dict[str, Any]:
+    """A quiz request as the service sends it: a forced tool and the cached course prefix."""
+    prompt = f"Lesson {k} of 3: {title}\n\n# {title}\n\nSome text.\n\nWrite a quiz on it."
+    return {
+        "model": MODEL,
+        "max_tokens": 2000,
+        "tools": [QUIZ_TOOL],
+        "tool_choice": {"type": "tool", "name": "record_lesson_quiz"},
+        "system": [
+            {"type": "text", "text": GUIDELINES},
+            {"type": "text", "text": COURSE, **CC},
+        ],
+        "messages": [{"role": "user", "content": prompt}],
+        **extra,
+    }
+
+
+async def quiz(client: AsyncAnthropic, title: str, k: int = 1) -> anthropic.types.Message:
+    return await client.messages.create(**quiz_params(k, title))
+
+
+def assert_valid_quiz(value: Any) -> None:
+    """What QUIZ_SCHEMA asks, plus an answer that indexes its choices."""
+    assert isinstance(value, dict) and isinstance(value["questions"], list)
+    assert 3 <= len(value["questions"]) <= 5
+    for item in value["questions"]:
+        assert set(item) == {"question", "choices", "answer", "explanation"}
+        assert isinstance(item["question"], str) and isinstance(item["explanation"], str)
+        choices = item["choices"]
+        assert 2 <= len(choices) <= 6 and all(isinstance(c, str) for c in choices)
+        assert type(item["answer"]) is int and 0 <= item["answer"] < len(choices)
+
+
+async def test_quiz_call_is_classified_and_answered_with_a_valid_quiz(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    message = await quiz(client, "Pytest fixtures", k=2)
+    block = message.content[0]
+    assert block.type == "tool_use" and block.name == "record_lesson_quiz"
+    assert message.stop_reason == "tool_use"
+    answer = tool_input(message)
+    assert_valid_quiz(answer)
+    questions = answer["questions"]
+    assert len(questions) == 4 and all(len(q["choices"]) == 4 for q in questions)
+    assert sorted(q["answer"] for q in questions) == [0, 1, 2, 3]
+    assert all("Pytest fixtures" in q["question"] for q in questions)
+    # The same for the same title, another for another.
+    assert tool_input(await quiz(client, "Pytest fixtures")) == answer
+    assert tool_input(await quiz(client, "Mocking")) != answer
+    assert [c.title for c in fake.quiz_calls()] == ["Pytest fixtures"] * 2 + ["Mocking"]
+    assert [c.title for c in fake.quiz_calls("Mock")] == ["Mocking"]
+    assert fake.lesson_calls() == fake.outline_calls() == []
+    # Usage and caching as for any call: the first writes the course prefix, the next read it.
+    prefix = math.ceil((len(compact(QUIZ_TOOL)) + len(GUIDELINES) + len(COURSE)) / 4)
+    reads = [(c.usage or {}).get("cache_read_input_tokens") for c in fake.quiz_calls()]
+    assert message.usage.cache_creation_input_tokens == prefix and reads == [0, prefix, prefix]
+    assert message.usage.output_tokens == math.ceil(len(compact(answer)) / 4)
+
+
+async def test_quiz_knob_and_quiz_faults(fake: FakeAnthropic, client: AsyncAnthropic) -> None:
+    fixed = {"questions": [{"question": "Q?", "choices": ["a", "b"], "answer": 1}] * 3}
+    fake.quiz = fixed
+    bad = [
+        {"questions": fixed["questions"][:2]},  # too few questions
+        {"questions": [{**fixed["questions"][0], "answer": 9}] * 3},  # answer out of range
+        {"questions": [{"question": "Q?", "choices": ["a", "b"]}] * 3},  # no answer
+        {"questions": [{"question": "Q?", "choices": [1, 2], "answer": 0}] * 3},
+        None,
+    ]
+    for value in bad:
+        fake.add_fault(kind="quiz", quiz=value)
+    fake.add_fault(kind="quiz", no_tool_call=True)
+    for value in bad:
+        assert tool_input(await quiz(client, "Intro")) == value
+    prose = await quiz(client, "Intro")
+    assert [b.type for b in prose.content] == ["text"] and prose.stop_reason == "end_turn"
+    assert tool_input(await quiz(client, "Intro")) == fixed
+    fake.quiz = None
+    assert_valid_quiz(tool_input(await quiz(client, "Intro")))
+    assert all(f.spent for f in fake.faults)
+
+
+async def test_quiz_and_lesson_faults_do_not_cross(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    on_quizzes = fake.add_fault(kind="quiz", status=500, times=None)
+    # A quiz fault with kind "any" still waits for a quiz call.
+    carrying = fake.add_fault(quiz={"questions": []})
+    assert "# Intro" in await stream_lesson(client, "Intro")
+    await outline(client, "Topic: Git")
+    with pytest.raises(anthropic.InternalServerError):
+        await quiz(client, "Intro")
+    assert (on_quizzes.hits, carrying.hits) == (1, 0)
+    fake.faults.clear()
+    on_lessons = fake.add_fault(kind="lesson", status=500, times=None)
+    assert_valid_quiz(tool_input(await quiz(client, "Intro")))
+    with pytest.raises(anthropic.InternalServerError):
+        await stream_lesson(client, "Intro")
+    assert on_lessons.hits == 1
+    # `match` picks quiz calls by their lesson title, as it does lesson calls.
+    fake.faults.clear()
+    fake.add_fault(kind="quiz", match="Part 2", status=529, times=None)
+    assert_valid_quiz(tool_input(await quiz(client, "Part 1", k=1)))
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        await quiz(client, "Part 2", k=2)
+    assert caught.value.status_code == 529
+    assert "# Part 2" in await stream_lesson(client, "Part 2", k=2)
+
+
+async def test_quizzes_in_flight_are_counted_apart_from_lessons(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    fake.quiz_delay = fake.lesson_delay = 0.2
+    await asyncio.gather(quiz(client, "A"), quiz(client, "B"), stream_lesson(client, "C"))
+    assert (fake.max_quizzes_in_flight, fake.max_lessons_in_flight, fake.max_in_flight) == (2, 1, 3)
+    assert fake.quizzes_in_flight == fake.lessons_in_flight == fake.in_flight == 0
+    fake.reset()
+    assert fake.max_quizzes_in_flight == 0
+
+
+async def test_a_streamed_quiz_sends_its_input_as_json_deltas(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    expected = tool_input(await quiz(client, "Streams"))
+    stream = await client.messages.create(**quiz_params(1, "Streams", stream=True))
+    async with stream:
+        events = [event async for event in stream]
+    deltas = [e.delta for e in events if e.type == "content_block_delta"]
+    assert len(deltas) > 1 and all(d.type == "input_json_delta" for d in deltas)
+    joined = "".join(d.partial_json for d in deltas if d.type == "input_json_delta")
+    assert json.loads(joined) == expected
+    async with client.messages.stream(**quiz_params(1, "Streams")) as helper:
+        final = await helper.get_final_message()
+    assert final.stop_reason == "tool_use" and tool_input(final) == expected
+    assert fake.quiz_calls()[-1].usage == usage_of(final.usage)
+
+
+async def test_a_quiz_inside_a_batch_is_answered(
+    fake: FakeAnthropic, client: AsyncAnthropic
+) -> None:
+    fake.batch_seconds = 0.0
+    fake.add_fault(kind="quiz", match="Part 2", quiz={"questions": "none"})
+    requests = [batch_request("lesson-1", cached_lesson(1))]
+    requests += [batch_request(f"quiz-{k}", quiz_params(k, f"Part {k}")) for k in (1, 2)]
+    created = await client.messages.batches.create(requests=requests)
+    assert [c.kind for c in fake.batches[created.id].calls] == ["lesson", "quiz", "quiz"]
+    await ended(client, created.id)
+    lines = await client.messages.batches.results(created.id)
+    results = {r.custom_id: r.result async for r in lines}
+    good, bad = results["quiz-1"], results["quiz-2"]
+    assert good.type == "succeeded" and bad.type == "succeeded"
+    assert tool_input(good.message) == tool_input(await quiz(client, "Part 1"))
+    assert tool_input(bad.message) == {"questions": "none"}
+    assert [c.status for c in fake.quiz_calls()] == [200, 200, 200]
+    assert fake.quiz_calls("Part 1")[0].usage == usage_of(good.message.usage)

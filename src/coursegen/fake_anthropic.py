@@ -26,14 +26,17 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-CallKind = Literal["outline", "lesson", "other"]
-FaultKind = Literal["outline", "lesson", "any"]
+CallKind = Literal["outline", "lesson", "quiz", "other"]
+FaultKind = Literal["outline", "lesson", "quiz", "any"]
 BatchStatus = Literal["in_progress", "canceling", "ended"]
 
 DEFAULT_API_KEY: Final = "sk-ant-fake-key"
+# A request whose forced tool is this one is a quiz call; any other tool call is an outline.
+QUIZ_TOOL: Final = "record_lesson_quiz"
 # Nginx's "client closed request": recorded when the client hung up before any answer.
 CLIENT_GONE: Final = 499
-# A Fault's `outline` may legitimately be None (a malformed outline), so "unset" needs a sentinel.
+# A Fault's `outline` or `quiz` may legitimately be None (a malformed answer), so "unset" needs a
+# sentinel.
 UNSET: Final = object()
 # The fake's token: input and output are counted (and `max_tokens` applied) at ~4 characters
 # a token; see `prompt_tokens` for what counts as a request's input.
@@ -111,6 +114,30 @@ _ANGLES: Final = (
     "Tools for {}",
     "Reviewing {}",
 )
+# The default quiz: (question, right choice, wrong choices), each about the lesson's title and
+# what the default lesson text says.
+_QUIZ_ITEMS: Final = (
+    (
+        "Where does the lesson on {} suggest you start?",
+        "From the simplest working case",
+        ("From the hardest edge case", "From the reference manual", "From someone else's code"),
+    ),
+    (
+        "How should you experiment with {}?",
+        "Change one thing at a time and watch what happens",
+        ("Change everything at once", "Avoid changing anything", "Only read, never try"),
+    ),
+    (
+        "What does the lesson on {} ask you to do with surprises?",
+        "Write down what surprised you",
+        ("Ignore them", "Start the lesson over", "Skip to the next lesson"),
+    ),
+    (
+        "How does the lesson walk through {}?",
+        "With small, concrete examples",
+        ("With one long proof", "With a history of the field", "With no examples at all"),
+    ),
+)
 
 
 @dataclass
@@ -118,14 +145,15 @@ class Fault:
     """One scripted misbehaviour, applied to the next `times` matching requests."""
 
     kind: FaultKind = "any"
-    match: str | None = None  # lesson calls only: the lesson title must contain this
+    match: str | None = None  # lesson and quiz calls only: the lesson title must contain this
     times: int | None = 1  # None: forever
     status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     stream_error: str | None = None
-    outline: object = UNSET
-    no_tool_call: bool = False
+    outline: object = UNSET  # outline calls: the tool input to answer with
+    quiz: object = UNSET  # quiz calls only: the tool input to answer with
+    no_tool_call: bool = False  # outline and quiz calls: answer with text, no tool_use
     # Lesson calls only: end early with this stop reason ("max_tokens" or "refusal"), after
     # sending `cut` (a fraction) of the text the call would otherwise have sent.
     stop_reason: str | None = None
@@ -133,7 +161,7 @@ class Fault:
     hits: int = 0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("outline", "lesson", "any"):
+        if self.kind not in ("outline", "lesson", "quiz", "any"):
             raise ValueError(f"unknown fault kind {self.kind!r}")
         if self.stop_reason is not None and self.stop_reason not in FAULT_STOP_REASONS:
             raise ValueError(f"a fault's stop_reason must be one of {FAULT_STOP_REASONS}")
@@ -151,7 +179,10 @@ class Fault:
             return False
         if self.stop_reason is not None and call.kind != "lesson":
             return False  # an outline call must not use up a fault meant for a lesson
-        return self.match is None or (call.kind == "lesson" and self.match in call.title)
+        if self.quiz is not UNSET and call.kind != "quiz":
+            return False  # and one carrying a quiz is for quiz calls only
+        titled = call.kind in ("lesson", "quiz")
+        return self.match is None or (titled and self.match in call.title)
 
 
 @dataclass
@@ -159,7 +190,7 @@ class Call:
     """One request the fake received, and what it answered."""
 
     kind: CallKind
-    title: str  # the lesson title or the outline topic
+    title: str  # the lesson title (lesson and quiz calls) or the outline topic
     headers: dict[str, str]  # lower-case names
     body: Any = None  # the parsed JSON body
     status: int = 0  # 0 until the answer starts
@@ -222,6 +253,7 @@ class FakeAnthropic:
         api_key: str | None = DEFAULT_API_KEY,
         lesson_delay: float = 0.0,
         outline_delay: float = 0.0,
+        quiz_delay: float = 0.0,
         first_token_delay: float = 0.0,
         delta_gap: float | None = None,
         default_lessons: int = 5,
@@ -237,15 +269,18 @@ class FakeAnthropic:
         # evenly over all the deltas instead. All three are read as the stream goes.
         self.lesson_delay = lesson_delay
         self.outline_delay = outline_delay
+        self.quiz_delay = quiz_delay  # seconds before a quiz call's answer starts
         self.first_token_delay = first_token_delay
         self.delta_gap = delta_gap
         self.default_lessons = default_lessons
         self.outline: dict[str, Any] | None = None
+        self.quiz: dict[str, Any] | None = None  # the tool input of every quiz call, if set
         self.lesson_text: Callable[[str], str] | None = None
         self.faults: list[Fault] = []
         self.calls: list[Call] = []
         self.in_flight = self.max_in_flight = 0
         self.lessons_in_flight = self.max_lessons_in_flight = 0
+        self.quizzes_in_flight = self.max_quizzes_in_flight = 0
         # Seconds a cache entry lives from its last use (unless its breakpoint asks for 1h);
         # read at each use, so a test can shorten it to see entries expire.
         self.cache_ttl = cache_ttl
@@ -311,6 +346,11 @@ class FakeAnthropic:
         """The outline calls so far."""
         return [c for c in self.calls if c.kind == "outline"]
 
+    def quiz_calls(self, title_substring: str | None = None) -> list[Call]:
+        """The quiz calls so far, optionally only those whose lesson title contains a substring."""
+        quizzes = [c for c in self.calls if c.kind == "quiz"]
+        return [c for c in quizzes if title_substring is None or title_substring in c.title]
+
     def reported_usage(self) -> dict[str, int]:
         """The usage the fake reported, summed over the calls (each call's last figures)."""
         total = dict.fromkeys(USAGE_FIELDS, 0)
@@ -340,6 +380,7 @@ class FakeAnthropic:
         self.faults.clear()
         self.max_in_flight = self.in_flight
         self.max_lessons_in_flight = self.lessons_in_flight
+        self.max_quizzes_in_flight = self.quizzes_in_flight
 
     async def start(self) -> None:
         """Serve on the running loop; port 0 picks a free port."""
@@ -421,6 +462,8 @@ class FakeAnthropic:
             self.in_flight -= 1
             if call.kind == "lesson":
                 self.lessons_in_flight -= 1
+            elif call.kind == "quiz":
+                self.quizzes_in_flight -= 1
             call.aborted = call.aborted or not complete
             call.ended = time.monotonic()
 
@@ -437,6 +480,9 @@ class FakeAnthropic:
         if kind == "lesson":
             self.lessons_in_flight += 1
             self.max_lessons_in_flight = max(self.max_lessons_in_flight, self.lessons_in_flight)
+        elif kind == "quiz":
+            self.quizzes_in_flight += 1
+            self.max_quizzes_in_flight = max(self.max_quizzes_in_flight, self.quizzes_in_flight)
         call.kind = kind  # set after counting so the decrement in __call__ always pairs up
         if self.api_key is not None and not _authorised(call.headers, self.api_key):
             return self._error(401)
@@ -457,11 +503,18 @@ class FakeAnthropic:
         # Looked up before the answer starts, and written only once it has: calls that arrive
         # together all miss, as they do on the real API.
         prompt, cache_write = self._prompt_usage(body, model)
-        if call.kind == "outline":
-            message = self._outline_message(body, call.title, model, fault, prompt)
-            request.scope[_ANSWER_KEY] = _Answer(message["usage"], cache_write)
-            if not await _pause(request, self.outline_delay):
+        if call.kind in ("outline", "quiz"):
+            message = self._tool_message(body, call, model, fault, prompt)
+            delay = self.outline_delay if call.kind == "outline" else self.quiz_delay
+            if not await _pause(request, delay):
                 return _gone(call)
+            if body.get("stream"):
+                start_usage = {**message["usage"], "output_tokens": 1}
+                request.scope[_ANSWER_KEY] = _Answer(start_usage, cache_write)
+                headers["cache-control"] = "no-cache"
+                events = self._message_stream(request, message)
+                return StreamingResponse(events, 200, headers, media_type="text/event-stream")
+            request.scope[_ANSWER_KEY] = _Answer(message["usage"], cache_write)
             return JSONResponse(message, 200, headers)
         # A continuation goes on from where its prefill ends, and answers only the rest.
         text, stop_reason = _cut(full[len(call.prefill or "") :], body.get("max_tokens"), fault)
@@ -573,24 +626,33 @@ class FakeAnthropic:
             return None
         return self._error(429, {"retry-after": str(retry_after)})
 
-    def _outline_message(
+    def _tool_message(
         self,
         body: dict[str, Any],
-        topic: str,
+        call: Call,
         model: str,
         fault: Fault | None,
         prompt: dict[str, int],
     ) -> dict[str, Any]:
+        """The answer to an outline or quiz call: the forced tool_use (or text, by a fault)."""
         if fault is not None and fault.no_tool_call:
-            text = f"Here is an outline for {topic}, in prose."
+            what = "an outline for" if call.kind == "outline" else "a quiz on"
+            text = f"Here is {what} {call.title}, in prose."
             return self._text_message(model, text, "end_turn", prompt)
-        if fault is not None and fault.outline is not UNSET:
-            tool_input: object = fault.outline
+        tool_input: object
+        if call.kind == "quiz":
+            if fault is not None and fault.quiz is not UNSET:
+                tool_input = fault.quiz
+            else:
+                tool_input = self.quiz if self.quiz is not None else _default_quiz(call.title)
+        elif fault is not None and fault.outline is not UNSET:
+            tool_input = fault.outline
         elif self.outline is not None:
             tool_input = self.outline
         else:
             found = _COUNT.search(_prompt(body))
-            tool_input = _default_outline(topic, int(found[1]) if found else self.default_lessons)
+            count = int(found[1]) if found else self.default_lessons
+            tool_input = _default_outline(call.title, count)
         block = {
             "type": "tool_use",
             "id": self._new_id("toolu_fake"),
@@ -656,6 +718,45 @@ class FakeAnthropic:
         # Resumed only once message_delta has gone out: its figures are now what was reported.
         call.stop_reason = stop_reason
         call.usage = final_usage
+        yield _sse("message_stop", {"type": "message_stop"})
+
+    async def _message_stream(
+        self, request: Request, message: dict[str, Any]
+    ) -> AsyncIterator[bytes]:
+        """A finished message as the API streams it: each block's text or JSON in deltas.
+
+        For outline and quiz calls with `stream` set: a tool_use block's input goes out as
+        input_json_delta pieces (no pacing: the call's delay came before the answer began).
+        """
+        call: Call = request.scope[_CALL_KEY]
+        final_usage = message["usage"]
+        start = {**message, "content": [], "stop_reason": None}
+        start["usage"] = {**final_usage, "output_tokens": 1}
+        start.pop("stop_details", None)
+        yield _sse("message_start", {"type": "message_start", "message": start})
+        yield _sse("ping", {"type": "ping"})
+        for index, block in enumerate(message["content"]):
+            if block["type"] == "tool_use":
+                empty = {**block, "input": {}}
+                pieces = _deltas(_compact(block["input"]))
+                deltas = [{"type": "input_json_delta", "partial_json": p} for p in pieces]
+            else:
+                empty = {**block, "text": ""}
+                deltas = [{"type": "text_delta", "text": p} for p in _deltas(block["text"])]
+            yield _sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": empty},
+            )
+            for delta in deltas:
+                await asyncio.sleep(0)
+                yield _sse(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
+            yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
+        stop = {"stop_reason": message["stop_reason"], "stop_sequence": None}
+        yield _sse("message_delta", {"type": "message_delta", "delta": stop, "usage": final_usage})
+        call.usage = dict(final_usage)
         yield _sse("message_stop", {"type": "message_stop"})
 
     def _delta_wait(self, index: int, count: int) -> float:
@@ -790,8 +891,8 @@ class FakeAnthropic:
             return {"type": "errored", "error": self._error_body(fault.status)}
         model = _model(body)
         prompt, cache_write = self._prompt_usage(body, model)
-        if call.kind == "outline":
-            message = self._outline_message(body, call.title, model, fault, prompt)
+        if call.kind in ("outline", "quiz"):
+            message = self._tool_message(body, call, model, fault, prompt)
         else:
             rest = full[len(call.prefill or "") :]
             text, stop_reason = _cut(rest, body.get("max_tokens"), fault)
@@ -898,16 +999,18 @@ def _cut(text: str, max_tokens: object, fault: Fault | None) -> tuple[str, str]:
 
 
 def _classify(body: dict[str, Any]) -> tuple[CallKind, str]:
-    """Outline calls carry tools; everything else on /v1/messages is a lesson."""
+    """Quiz calls force QUIZ_TOOL, other calls with tools are outlines, the rest lessons."""
     prompt = _prompt(body)
-    if body.get("tools"):
+    if body.get("tools") and _forced_tool(body) != QUIZ_TOOL:
         topic = _TOPIC.search(prompt)
         return "outline", topic[1] if topic else "Untitled topic"
     lesson = _LESSON.search(prompt)
-    return "lesson", lesson[1] if lesson else "Untitled lesson"
+    kind: CallKind = "quiz" if body.get("tools") else "lesson"
+    return kind, lesson[1] if lesson else "Untitled lesson"
 
 
 def _forced_tool(body: dict[str, Any]) -> str:
+    """The tool tool_choice names, else the first tool's name."""
     choice = body.get("tool_choice") or {}
     if isinstance(choice, dict) and choice.get("type") == "tool":
         return str(choice.get("name"))
@@ -949,6 +1052,25 @@ def _default_outline(topic: str, count: int) -> dict[str, Any]:
         "description": f"A short course that takes you from zero to confident with {topic}.",
         "lessons": lessons,
     }
+
+
+def _default_quiz(title: str) -> dict[str, Any]:
+    """Four questions on `title`, four choices each; where the right one sits varies by title."""
+    first = zlib.crc32(title.encode())
+    questions = []
+    for i, (ask, right, wrong) in enumerate(_QUIZ_ITEMS):
+        answer = (first + i) % 4
+        choices = list(wrong)
+        choices.insert(answer, right)
+        questions.append(
+            {
+                "question": ask.format(title),
+                "choices": choices,
+                "answer": answer,
+                "explanation": f"The lesson on {title} says: {right.lower()}.",
+            }
+        )
+    return {"questions": questions}
 
 
 def _lesson_markdown(title: str) -> str:
@@ -1150,6 +1272,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--lesson-delay", type=float, default=0.0, help="seconds per lesson")
     parser.add_argument("--outline-delay", type=float, default=0.0, help="seconds per outline")
+    parser.add_argument("--quiz-delay", type=float, default=0.0, help="seconds per quiz")
     parser.add_argument(
         "--first-token-delay",
         type=float,
@@ -1181,6 +1304,7 @@ def main(argv: list[str] | None = None) -> None:
         api_key=args.api_key or None,
         lesson_delay=args.lesson_delay,
         outline_delay=args.outline_delay,
+        quiz_delay=args.quiz_delay,
         first_token_delay=args.first_token_delay,
         delta_gap=args.delta_gap,
         default_lessons=args.default_lessons,

@@ -38,11 +38,13 @@ from coursegen.fake_anthropic import (
     _CALL_KEY,
     CLIENT_GONE,
     DEFAULT_BATCH_SECONDS,
+    QUIZ_TOOL,
     USAGE_FIELDS,
     Call,
     FakeAnthropic,
     _Answer,
     _deltas,
+    _forced_tool,
     _output_tokens,
     _pause,
     _sse,
@@ -337,13 +339,13 @@ def shaped_deltas(text: str, mean: int) -> list[str]:
 def _describe(body: dict[str, Any]) -> dict[str, Any]:
     messages = body.get("messages") or [{}]
     prompt = _text(messages[0].get("content", "")) if isinstance(messages[0], dict) else ""
-    if body.get("tools"):
+    if body.get("tools") and _forced_tool(body) != QUIZ_TOOL:
         topic = _TOPIC_LINE.search(prompt)
         return {"kind": "outline", "topic": topic[1] if topic else ""}
     topic = _TOPIC_LINE.search(_text(body.get("system", ""))) or _LESSON_TOPIC.search(prompt)
     place = _LESSON_PLACE.search(prompt)
     return {
-        "kind": "lesson",
+        "kind": "quiz" if body.get("tools") else "lesson",  # a quiz names its lesson too
         "topic": topic[1] if topic else "",
         "position": int(place[1]) if place else 0,
     }
