@@ -385,9 +385,13 @@ _ROW_CHECKS = (
      "SELECT id FROM content_generation_jobs WHERE (status = 'running') <> (completed_at IS NULL)"),
 )  # fmt: skip
 _PG_ROW_CHECKS = (
-    ("lessons generating under no claim",
-     "SELECT id FROM lessons WHERE content_status = 'generating' "
+    # A lesson in a Message Batch has no claim: the batch is polled by every node.
+    ("lessons generating under no claim and in no batch",
+     "SELECT id FROM lessons WHERE content_status = 'generating' AND batch_id IS NULL "
      "AND (node IS NULL OR lease_until IS NULL)"),
+    ("lessons in a batch that is not open",
+     "SELECT l.id FROM lessons l WHERE l.content_status = 'generating' AND l.batch_id IS NOT "
+     "NULL AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.id = l.batch_id AND b.status = 'open')"),
 )  # fmt: skip
 
 

@@ -503,6 +503,11 @@ class JobRunner:
                 model=self._provider.model if calls else None,
                 stop_reason=calls[0].stop_reason if calls else None,
             )
+        for lesson_id, attempt in await self._store.batch_lessons(batch_id):
+            # Not left waiting on a batch that has ended.
+            await self._store.finish_lesson(
+                job_id, lesson_id, attempt, error="the batch ended without this lesson; retry it"
+            )
         await self._store.end_batch(batch_id)
         # Lessons queued while it ran (a retry) go in the next batch.
         self.kick(job_id)

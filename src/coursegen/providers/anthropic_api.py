@@ -314,9 +314,10 @@ class AnthropicProvider:
     async def cancel_batch(self, batch_id: str) -> None:
         try:
             await self._client.messages.batches.cancel(batch_id)
-        except anthropic.APIStatusError as exc:
-            # It ended meanwhile: there is nothing left to cancel.
-            logger.info("cancelling batch %s: %s", batch_id, exc.status_code)
+        except (anthropic.APIError, ProviderError) as exc:
+            # It ended meanwhile, or the provider is busy: the job is cancelled either way,
+            # and the batch's results, whatever they are, are counted but not applied.
+            logger.warning("cancelling batch %s failed: %s", batch_id, exc)
 
     def rate_limits(self) -> dict[str, int]:
         return dict(self.limits.remaining)
