@@ -12,7 +12,13 @@ CREATE TABLE IF NOT EXISTS courses (
     created_at  TEXT NOT NULL,
     -- 'stream': lessons are written one call each, streamed to readers; 'batch': as
     -- one Message Batch at batch prices (coursegen/batches.py).
-    mode        TEXT NOT NULL DEFAULT 'stream' CHECK (mode IN ('stream', 'batch'))
+    mode        TEXT NOT NULL DEFAULT 'stream' CHECK (mode IN ('stream', 'batch')),
+    -- What the person asked for (SPEC 9), given to every prompt of the course.
+    level        TEXT NOT NULL DEFAULT 'beginner'
+        CHECK (level IN ('beginner', 'intermediate', 'advanced')),
+    language     TEXT NOT NULL DEFAULT 'English',
+    instructions TEXT NOT NULL DEFAULT '',
+    quizzes      INTEGER NOT NULL DEFAULT 1
 );
 
 CREATE TABLE IF NOT EXISTS lessons (
@@ -38,7 +44,15 @@ CREATE TABLE IF NOT EXISTS lessons (
     stop_reason    TEXT,
     duration_ms    INTEGER,
     -- The Message Batch writing the lesson, while it does (batch mode).
-    batch_id       TEXT
+    batch_id       TEXT,
+    -- What a regeneration was asked for: used by its attempt, then cleared.
+    instructions   TEXT,
+    -- The lesson's quiz (JSON questions), written once its text is complete.
+    quiz_status    TEXT NOT NULL DEFAULT 'none'
+        CHECK (quiz_status IN ('none', 'pending', 'generating', 'complete', 'error')),
+    quiz           TEXT,
+    quiz_error     TEXT,
+    quiz_attempt   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS lessons_by_course ON lessons(course_id, position);
 
@@ -85,7 +99,7 @@ CREATE TABLE IF NOT EXISTS model_calls (
     id                          TEXT PRIMARY KEY,
     course_id                   INTEGER NOT NULL,
     lesson_id                   INTEGER,
-    kind                        TEXT NOT NULL CHECK (kind IN ('outline', 'lesson')),
+    kind                        TEXT NOT NULL CHECK (kind IN ('outline', 'lesson', 'quiz')),
     model                       TEXT NOT NULL,
     batch                       INTEGER NOT NULL DEFAULT 0,
     input_tokens                INTEGER NOT NULL DEFAULT 0,
@@ -111,3 +125,16 @@ CREATE TABLE IF NOT EXISTS batches (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS batches_open ON batches(status);
+
+-- Every text a lesson has had: generated, edited by hand or restored. Nothing is
+-- overwritten; `version` counts from 1 per lesson.
+CREATE TABLE IF NOT EXISTS lesson_versions (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    lesson_id    INTEGER NOT NULL,
+    version      INTEGER NOT NULL,
+    created_at   TEXT NOT NULL,
+    source       TEXT NOT NULL CHECK (source IN ('generated', 'edited', 'restored')),
+    instructions TEXT,
+    content      TEXT NOT NULL,
+    UNIQUE (lesson_id, version)
+);

@@ -47,6 +47,7 @@ async def test_generate_answers_with_the_course_at_once(
     assert all(lesson["content_status"] == "pending" for lesson in course["lessons"])
     assert set(course["lessons"][0]) == {
         "id", "position", "title", "description", "content_status", "content_error", "usage",
+        "quiz_status",
     }  # fmt: skip
     assert set(course["job"]) == PROGRESS_KEYS
     assert course["job"]["status"] == "running"
@@ -81,7 +82,7 @@ async def test_course_and_lesson_reads_follow_the_lessons(running: Running) -> N
     assert set(lesson) == {
         "id", "course_id", "job_id", "position", "title", "description", "content",
         "content_html", "content_status", "content_error", "updated_at", "usage", "model",
-        "attempts", "duration_ms", "stop_reason",
+        "attempts", "duration_ms", "stop_reason", "quiz_status", "quiz", "quiz_error",
     }  # fmt: skip
     # How it was made: one call, by the configured model, that ended normally.
     assert (lesson["model"], lesson["attempts"], lesson["stop_reason"]) == (
@@ -249,7 +250,7 @@ async def test_unknown_ids_are_404_json(running: Running, method: str, path: str
         ("GET", "/api/courses/generate"),
         ("PUT", "/api/courses"),
         ("POST", "/api/courses/1"),
-        ("DELETE", "/api/lessons/1"),
+        ("PUT", "/api/lessons/1"),
         ("GET", "/api/lessons/1/retry"),
         ("GET", f"/api/jobs/{uuid.uuid4()}/cancel"),
         ("POST", "/api/health"),

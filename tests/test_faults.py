@@ -11,6 +11,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from coursegen.app import create_app
+from coursegen.domain import DEFAULT_OPTIONS
 from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.providers.anthropic_api import AnthropicProvider
 from coursegen.settings import Settings
@@ -67,7 +68,7 @@ async def test_a_provider_that_refuses_connections_fails_each_lesson_clearly(
     fake: FakeAnthropic, settings: Settings
 ) -> None:
     working = AnthropicProvider(settings, api_key=API_KEY, base_url=fake.base_url)
-    outline = (await working.generate_outline("Sourdough", 2)).outline
+    outline = (await working.generate_outline("Sourdough", 2, DEFAULT_OPTIONS)).outline
     await working.aclose()
     gone = AnthropicProvider(
         settings.replace(max_retries=1),

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from asgi_lifespan import LifespanManager
 
 from coursegen.app import create_app
+from coursegen.domain import DEFAULT_OPTIONS
 from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.settings import Settings
 from tests.conftest import (
@@ -99,7 +100,7 @@ async def test_shutdown_puts_lessons_in_flight_back_and_a_restart_resumes_them(
     app = create_app(settings, provider=provider)
     async with LifespanManager(app):
         store = app.state.services.store
-        outline = (await provider.generate_outline("Sourdough", 4)).outline
+        outline = (await provider.generate_outline("Sourdough", 4, DEFAULT_OPTIONS)).outline
         course, _ = await store.create_course("Sourdough", outline)
         app.state.services.runner.kick(course.job.job_id)
 
@@ -132,7 +133,7 @@ async def test_a_crash_left_lessons_generating_and_the_next_start_resumes(
     app = create_app(settings, provider=provider)
     async with LifespanManager(app):
         store = app.state.services.store
-        outline = (await provider.generate_outline("Sourdough", 3)).outline
+        outline = (await provider.generate_outline("Sourdough", 3, DEFAULT_OPTIONS)).outline
         course, _ = await store.create_course("Sourdough", outline)
         job_id = course.job.job_id
         # What a kill -9 leaves behind: one lesson complete, one mid-call, one untouched.
@@ -150,7 +151,7 @@ async def test_a_crash_left_lessons_generating_and_the_next_start_resumes(
 
 async def test_a_stale_result_never_overwrites_a_newer_attempt(running: Running) -> None:
     store = running.services.store
-    outline = (await running.provider.generate_outline("Sourdough", 1)).outline
+    outline = (await running.provider.generate_outline("Sourdough", 1, DEFAULT_OPTIONS)).outline
     course, _ = await store.create_course("Sourdough", outline)
     job_id = course.job.job_id
     claimed = await store.claim_next_lesson(job_id)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from coursegen.domain import LessonPlan, ModelCall, Outline, Usage
+from coursegen.domain import DEFAULT_OPTIONS, CourseOutline, LessonPlan, ModelCall, Outline, Usage
 from coursegen.errors import ProviderError
 from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.providers import Provider, make_provider
@@ -39,8 +39,13 @@ async def write(
     """A lesson's whole text, as its pieces arrive; each report of a call goes to `calls`."""
     pieces: list[str] = []
     reports: list[ModelCall] = [] if calls is None else calls
-    await provider.write_lesson(topic, outline, index, pieces.append, reports.append)
+    await provider.write_lesson(brief(topic, outline), index, pieces.append, reports.append)
     return "".join(pieces)
+
+
+def brief(topic: str, outline: Outline) -> CourseOutline:
+    """What a provider is given of a course."""
+    return CourseOutline(topic, outline, tuple(range(len(outline.lessons))))
 
 
 def usage_json(usage: Usage) -> dict[str, int]:
@@ -60,7 +65,7 @@ async def claude(fake: FakeAnthropic, settings: Settings) -> AsyncIterator[Anthr
 async def test_outline_is_a_forced_tool_call_with_a_schema(
     claude: AnthropicProvider, fake: FakeAnthropic
 ) -> None:
-    outline = (await claude.generate_outline("Sourdough baking", 4)).outline
+    outline = (await claude.generate_outline("Sourdough baking", 4, DEFAULT_OPTIONS)).outline
     assert len(outline.lessons) == 4
     body = fake.outline_calls()[0].body
     assert body["tool_choice"] == {"type": "tool", "name": OUTLINE_TOOL}
@@ -79,7 +84,7 @@ async def test_the_sdk_reads_key_and_base_url_from_the_environment(
     provider = make_provider(settings)
     try:
         assert provider.name == "anthropic"
-        outline = (await provider.generate_outline("Knitting", 2)).outline
+        outline = (await provider.generate_outline("Knitting", 2, DEFAULT_OPTIONS)).outline
         text = await write(provider, "Knitting", outline, 1)
     finally:
         await provider.aclose()
@@ -154,7 +159,7 @@ async def test_unreachable_provider_says_where_it_tried(settings: Settings) -> N
     )
     try:
         with pytest.raises(ProviderError) as caught:
-            await provider.generate_outline("Sourdough", 2)
+            await provider.generate_outline("Sourdough", 2, DEFAULT_OPTIONS)
     finally:
         await provider.aclose()
     assert "could not reach the model provider at 127.0.0.1" in caught.value.message
@@ -169,7 +174,7 @@ async def test_request_timeout_is_reported_in_seconds(
     fake.add_fault(kind="outline", delay=3)
     try:
         with pytest.raises(ProviderError) as caught:
-            await provider.generate_outline("Sourdough", 2)
+            await provider.generate_outline("Sourdough", 2, DEFAULT_OPTIONS)
     finally:
         await provider.aclose()
     assert caught.value.message.startswith("the model provider timed out after 0.3 s")
@@ -203,7 +208,7 @@ async def test_without_any_key_the_message_says_what_to_set(
     provider = AnthropicProvider(settings, base_url=fake.base_url)
     try:
         with pytest.raises(ProviderError) as caught:
-            await provider.generate_outline("Sourdough", 2)
+            await provider.generate_outline("Sourdough", 2, DEFAULT_OPTIONS)
     finally:
         await provider.aclose()
     assert "set ANTHROPIC_API_KEY" in caught.value.message
@@ -289,11 +294,13 @@ def test_outline_counts_and_whitespace() -> None:
 
 async def test_demo_provider_is_deterministic_and_writes_whole_lessons() -> None:
     demo = DemoProvider(delay=0)
-    outline = (await demo.generate_outline("Sourdough baking", None)).outline
-    assert outline == (await demo.generate_outline("Sourdough baking", None)).outline
+    outline = (await demo.generate_outline("Sourdough baking", None, DEFAULT_OPTIONS)).outline
+    assert (
+        outline == (await demo.generate_outline("Sourdough baking", None, DEFAULT_OPTIONS)).outline
+    )
     assert len(outline.lessons) == 6
     assert len({plan.title for plan in outline.lessons}) == 6
-    assert len((await demo.generate_outline("Chess", 20)).outline.lessons) == 20
+    assert len((await demo.generate_outline("Chess", 20, DEFAULT_OPTIONS)).outline.lessons) == 20
     lesson = await write(demo, "Sourdough baking", outline, 2)
     assert lesson == await write(demo, "Sourdough baking", outline, 2)
     assert lesson.startswith(f"## {outline.lessons[2].title}")
@@ -318,7 +325,9 @@ async def test_a_lesson_streams_in_many_pieces_that_join_to_the_model_text(
 ) -> None:
     pieces: list[str] = []
     reports: list[ModelCall] = []
-    result = await claude.write_lesson("Sourdough", OUTLINE, 0, pieces.append, reports.append)
+    result = await claude.write_lesson(
+        brief("Sourdough", OUTLINE), 0, pieces.append, reports.append
+    )
     call = fake.lesson_calls()[0]
     assert call.body["stream"] is True
     # The call is reported when billing starts, then with its final figures.
@@ -339,7 +348,9 @@ async def test_a_cut_off_lesson_is_continued_and_reads_as_one_text(
     fake.add_fault(kind="lesson", stop_reason="max_tokens", cut=0.4, times=2)
     pieces: list[str] = []
     reports: list[ModelCall] = []
-    result = await claude.write_lesson("Sourdough", OUTLINE, 0, pieces.append, reports.append)
+    result = await claude.write_lesson(
+        brief("Sourdough", OUTLINE), 0, pieces.append, reports.append
+    )
     assert result.calls == 3
     assert "".join(pieces) == long.rstrip()
     calls = fake.lesson_calls()
@@ -360,7 +371,7 @@ async def test_a_lesson_still_cut_off_after_every_continuation_fails_keeping_its
     fake.add_fault(kind="lesson", stop_reason="max_tokens", cut=0.3, times=None)
     pieces: list[str] = []
     with pytest.raises(LessonTooLong, match="longer than the model may write at once"):
-        await claude.write_lesson("Sourdough", OUTLINE, 0, pieces.append, lambda call: None)
+        await claude.write_lesson(brief("Sourdough", OUTLINE), 0, pieces.append, lambda call: None)
     assert len(fake.lesson_calls()) == 3  # the call and COURSEGEN_MAX_CONTINUATIONS (2)
     assert (
         "".join(pieces)
@@ -386,10 +397,10 @@ async def test_an_error_inside_a_started_stream_reads_as_an_action(
 
 async def test_the_demo_provider_streams_a_few_words_at_a_time() -> None:
     demo = DemoProvider(delay=0.2)
-    outline = (await demo.generate_outline("Chess", 2)).outline
+    outline = (await demo.generate_outline("Chess", 2, DEFAULT_OPTIONS)).outline
     pieces: list[str] = []
     calls: list[ModelCall] = []
-    await demo.write_lesson("Chess", outline, 0, pieces.append, calls.append)
+    await demo.write_lesson(brief("Chess", outline), 0, pieces.append, calls.append)
     assert len(pieces) > 50
     assert all(1 <= len(piece.split()) <= 3 for piece in pieces)
     # Its tokens are counted like a model's (~4 characters each), at a price of 0.

@@ -17,9 +17,14 @@ from coursegen.validation import (
     parse_generate,
     parse_id,
     parse_idempotency_key,
+    parse_instructions,
     parse_job_id,
+    parse_lesson_edit,
     parse_mode,
+    parse_new_lesson,
+    parse_options,
     read_json_object,
+    read_optional_json_object,
 )
 
 
@@ -44,8 +49,9 @@ async def generate(request: Request) -> JSONResponse:
     data = await read_json_object(request)
     topic, lessons = parse_generate(data)
     mode = parse_mode(data)
+    options = parse_options(data)
     key = parse_idempotency_key(request)
-    course = await services.runner.generate(topic, lessons, key, mode=mode)
+    course = await services.runner.generate(topic, lessons, key, mode=mode, options=options)
     answer = _generate_answer(course, services.provider.name, services.runner.estimate(course))
     return JSONResponse(answer, status_code=201)
 
@@ -75,11 +81,84 @@ async def delete_course(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def lesson(request: Request) -> Response:
+    if request.method == "PATCH":
+        return await edit_lesson(request)
+    if request.method == "DELETE":
+        return await remove_lesson(request)
+    return await get_lesson(request)
+
+
 async def get_lesson(request: Request) -> JSONResponse:
-    lesson = await read_lesson(services_of(request), parse_id(request.path_params["id"]))
+    return await _lesson_answer(request, parse_id(request.path_params["id"]))
+
+
+async def _lesson_answer(request: Request, lesson_id: int) -> JSONResponse:
+    lesson = await read_lesson(services_of(request), lesson_id)
     if lesson is None:
         raise NotFound("no such lesson")
     return JSONResponse(lesson_json(lesson))
+
+
+async def edit_lesson(request: Request) -> JSONResponse:
+    """Change a lesson by hand: title, description, text (Markdown), position."""
+    lesson_id = parse_id(request.path_params["id"])
+    edit = parse_lesson_edit(await read_json_object(request))
+    await services_of(request).runner.edit_lesson(
+        lesson_id,
+        title=edit.title,
+        description=edit.description,
+        content=edit.content,
+        position=edit.position,
+    )
+    return await _lesson_answer(request, lesson_id)
+
+
+async def remove_lesson(request: Request) -> Response:
+    await services_of(request).runner.remove_lesson(parse_id(request.path_params["id"]))
+    return Response(status_code=204)
+
+
+async def add_lesson(request: Request) -> JSONResponse:
+    course_id = parse_id(request.path_params["id"])
+    title, description, position = parse_new_lesson(await read_json_object(request))
+    lesson_id = await services_of(request).runner.add_lesson(
+        course_id, title, description, position
+    )
+    answer = await _lesson_answer(request, lesson_id)
+    answer.status_code = 201
+    return answer
+
+
+async def lesson_versions(request: Request) -> JSONResponse:
+    found = await services_of(request).store.versions(parse_id(request.path_params["id"]))
+    if found is None:
+        raise NotFound("no such lesson")
+    return JSONResponse({"versions": [version.to_json() for version in found]})
+
+
+async def lesson_version(request: Request) -> JSONResponse:
+    lesson_id = parse_id(request.path_params["id"])
+    found = await services_of(request).store.version(lesson_id, parse_id(request.path_params["n"]))
+    if found is None:
+        raise NotFound(f"lesson {lesson_id} has no such version")
+    data = found.to_json(content=True)
+    data["content_html"] = render_markdown(found.content)
+    return JSONResponse(data)
+
+
+async def restore_version(request: Request) -> JSONResponse:
+    lesson_id = parse_id(request.path_params["id"])
+    await services_of(request).runner.restore_version(lesson_id, parse_id(request.path_params["n"]))
+    return await _lesson_answer(request, lesson_id)
+
+
+async def retry_quiz(request: Request) -> JSONResponse:
+    lesson_id = parse_id(request.path_params["id"])
+    job_id = await services_of(request).runner.retry_quiz(lesson_id)
+    return JSONResponse(
+        {"lesson_id": lesson_id, "job_id": job_id, "quiz_status": "pending"}, status_code=202
+    )
 
 
 async def read_lesson(services: Services, lesson_id: int) -> Lesson | None:
@@ -112,8 +191,10 @@ async def prioritize_lesson(request: Request) -> JSONResponse:
 
 
 async def retry_lesson(request: Request) -> JSONResponse:
+    """Write the lesson again; optional `instructions` apply to this regeneration only."""
     lesson_id = parse_id(request.path_params["id"])
-    job_id = await services_of(request).runner.retry_lesson(lesson_id)
+    instructions = parse_instructions(await read_optional_json_object(request))
+    job_id = await services_of(request).runner.retry_lesson(lesson_id, instructions)
     return JSONResponse(
         {"lesson_id": lesson_id, "job_id": job_id, "content_status": "pending"}, status_code=202
     )

@@ -98,7 +98,12 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
         Route("/courses", api.list_courses, methods=["GET"]),
         # One route per path, so a 405 lists every method the path has in `Allow`.
         Route("/courses/{id:int}", api.course, methods=["GET", "DELETE"]),
-        Route("/lessons/{id:int}", api.get_lesson, methods=["GET"]),
+        Route("/courses/{id:int}/lessons", api.add_lesson, methods=["POST"]),
+        Route("/lessons/{id:int}", api.lesson, methods=["GET", "PATCH", "DELETE"]),
+        Route("/lessons/{id:int}/versions", api.lesson_versions, methods=["GET"]),
+        Route("/lessons/{id:int}/versions/{n:int}", api.lesson_version, methods=["GET"]),
+        Route("/lessons/{id:int}/versions/{n:int}/restore", api.restore_version, methods=["POST"]),
+        Route("/lessons/{id:int}/quiz/retry", api.retry_quiz, methods=["POST"]),
         Route("/lessons/{id:int}/retry", api.retry_lesson, methods=["POST"]),
         Route("/lessons/{id:int}/prioritize", api.prioritize_lesson, methods=["POST"]),
         Route("/lessons/{id:int}/events", streams.lesson_events, methods=["GET"]),

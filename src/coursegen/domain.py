@@ -46,6 +46,71 @@ class Outline:
     lessons: tuple[LessonPlan, ...]
 
 
+class Level(StrEnum):
+    BEGINNER = "beginner"
+    INTERMEDIATE = "intermediate"
+    ADVANCED = "advanced"
+
+
+@dataclass(frozen=True, slots=True)
+class CourseOptions:
+    """How the person wants the course written: given to every prompt of the course."""
+
+    level: Level = Level.BEGINNER
+    language: str = "English"
+    instructions: str = ""  # audience, tone, what to include; "" for none
+    quizzes: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "level": self.level.value,
+            "language": self.language,
+            "instructions": self.instructions,
+            "quizzes": self.quizzes,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CourseOptions:
+        return cls(
+            Level(data.get("level", "beginner")),
+            data.get("language", "English"),
+            data.get("instructions", ""),
+            data.get("quizzes", True),
+        )
+
+
+# What a course asks for when the person chose nothing.
+DEFAULT_OPTIONS = CourseOptions()
+
+
+@dataclass(frozen=True, slots=True)
+class QuizQuestion:
+    question: str
+    choices: tuple[str, ...]
+    answer: int  # index into choices
+    explanation: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "choices": list(self.choices),
+            "answer": self.answer,
+            "explanation": self.explanation,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> QuizQuestion:
+        return cls(data["question"], tuple(data["choices"]), data["answer"], data["explanation"])
+
+
+class QuizStatus(StrEnum):
+    NONE = "none"  # the course has no quizzes, or the text is not written yet
+    PENDING = "pending"
+    GENERATING = "generating"
+    COMPLETE = "complete"
+    ERROR = "error"
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Tokens a model call (or the sum of several) was billed for, and their price.
@@ -157,6 +222,7 @@ class LessonSummary:
     content_error: str | None
     # In a course's listing; None where a list leaves it out (snapshots, events).
     usage: Usage | None = None
+    quiz_status: QuizStatus = QuizStatus.NONE
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LessonSummary:
@@ -168,6 +234,7 @@ class LessonSummary:
             content_status=LessonStatus(data["content_status"]),
             content_error=data["content_error"],
             usage=Usage.from_json(data["usage"]) if data.get("usage") else None,
+            quiz_status=QuizStatus(data.get("quiz_status", "none")),
         )
 
     def to_json(self, *, description: bool = True) -> dict[str, Any]:
@@ -176,6 +243,7 @@ class LessonSummary:
             data["description"] = self.description
         data["content_status"] = self.content_status.value
         data["content_error"] = self.content_error
+        data["quiz_status"] = self.quiz_status.value
         if self.usage is not None:
             data["usage"] = self.usage.to_json()
         return data
@@ -194,6 +262,7 @@ class Course:
     lessons: tuple[LessonSummary, ...]
     mode: str = "stream"
     usage: Usage = Usage()
+    options: CourseOptions = DEFAULT_OPTIONS
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Course:
@@ -208,6 +277,7 @@ class Course:
             lessons=tuple(LessonSummary.from_json(lesson) for lesson in data["lessons"]),
             mode=data.get("mode", "stream"),
             usage=Usage.from_json(data["usage"]) if "usage" in data else Usage(),
+            options=CourseOptions.from_json(data),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -218,6 +288,7 @@ class Course:
             "description": self.description,
             "created_at": self.created_at,
             "mode": self.mode,
+            **self.options.to_json(),
             "job": self.job.to_json() if self.job else None,
             "lessons": [lesson.to_json() for lesson in self.lessons],
             "usage": self.usage.to_json(),
@@ -237,6 +308,7 @@ class CourseListItem:
     job: Progress | None
     mode: str = "stream"
     usage: Usage = Usage()
+    options: CourseOptions = DEFAULT_OPTIONS
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -247,6 +319,7 @@ class CourseListItem:
             "created_at": self.created_at,
             "lesson_count": self.lesson_count,
             "mode": self.mode,
+            **self.options.to_json(),
             "job": self.job.to_json() if self.job else None,
             "usage": self.usage.to_json(),
         }
@@ -271,6 +344,9 @@ class Lesson:
     model: str | None = None
     stop_reason: str | None = None
     duration_ms: int | None = None
+    quiz_status: QuizStatus = QuizStatus.NONE
+    quiz: tuple[QuizQuestion, ...] | None = None
+    quiz_error: str | None = None
 
     def to_json(self, content_html: str | None) -> dict[str, Any]:
         return {
@@ -292,6 +368,9 @@ class Lesson:
             "attempts": self.attempt,
             "duration_ms": self.duration_ms,
             "stop_reason": self.stop_reason,
+            "quiz_status": self.quiz_status.value,
+            "quiz": None if self.quiz is None else [q.to_json() for q in self.quiz],
+            "quiz_error": self.quiz_error,
         }
 
 
@@ -319,6 +398,7 @@ class CourseOutline:
     lesson_ids: tuple[int, ...]
     course_id: int = 0
     mode: str = "stream"
+    options: CourseOptions = DEFAULT_OPTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +410,19 @@ class ClaimedLesson:
     attempt: int
     job_id: str
     course_id: int
+    # For this attempt only: what the person asked of a regeneration ("" for nothing).
+    instructions: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedQuiz:
+    """A lesson whose quiz a runner has just moved to `generating`, with its text."""
+
+    id: int
+    attempt: int  # the quiz's own attempt
+    job_id: str
+    course_id: int
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,3 +451,26 @@ class ModelCall:
     # Filled in by the runner, which knows what the call was for.
     course_id: int = 0
     lesson_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One text a lesson has had."""
+
+    version: int
+    created_at: str
+    source: str  # generated, edited or restored
+    instructions: str | None
+    content: str
+
+    def to_json(self, *, content: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "version": self.version,
+            "created_at": self.created_at,
+            "source": self.source,
+            "instructions": self.instructions,
+            "length": len(self.content),
+        }
+        if content:
+            data["content"] = self.content
+        return data

@@ -17,10 +17,14 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 from coursegen.domain import (
+    DEFAULT_OPTIONS,
     ClaimedLesson,
+    ClaimedQuiz,
     Course,
+    CourseOptions,
     CourseOutline,
     JobStatus,
     LessonPlan,
@@ -71,8 +75,8 @@ class JobRunner:
         self._unsaved_calls: dict[str, ModelCall] = {}
         self._lease = settings.lease_seconds
         self._chores: list[asyncio.Task[None]] = []
-        # The lessons this process is writing: id -> (attempt, the call's task).
-        self._in_flight: dict[int, tuple[int, asyncio.Task[None]]] = {}
+        # The calls this process makes: (lesson id, whether for its quiz) -> (attempt, task).
+        self._in_flight: dict[tuple[int, bool], tuple[int, asyncio.Task[None]]] = {}
         self._timeout = settings.lesson_timeout
         self._max_active_jobs = settings.max_active_jobs
         # The calls in flight: at most COURSEGEN_CONCURRENCY, fewer while rate limited.
@@ -121,13 +125,17 @@ class JobRunner:
         idempotency_key: str | None = None,
         *,
         mode: str = "stream",
+        options: CourseOptions = DEFAULT_OPTIONS,
     ) -> Course:
         """Ask for the outline, store the course and start its job; return the course."""
         if self._closing:
             raise ShuttingDown("the server is shutting down; try again in a moment")
         if idempotency_key is None:
-            return await self._create(topic, lessons, mode, None)
-        fingerprint = json.dumps([topic, lessons] if mode == "stream" else [topic, lessons, mode])
+            return await self._create(topic, lessons, mode, options, None)
+        asked: list[Any] = [topic, lessons]
+        if mode != "stream" or options != DEFAULT_OPTIONS:
+            asked += [mode, options.to_json()]
+        fingerprint = json.dumps(asked)
         # Requests with one key wait for each other, so only the first calls the model.
         async with self._key_lock(idempotency_key):
             stored = await self._store.idempotent_answer(idempotency_key)
@@ -135,7 +143,7 @@ class JobRunner:
                 if stored[0] != fingerprint:
                     raise Conflict("this Idempotency-Key was already used for another request")
                 return Course.from_json(stored[1])
-            return await self._create(topic, lessons, mode, (idempotency_key, fingerprint))
+            return await self._create(topic, lessons, mode, options, (idempotency_key, fingerprint))
 
     def estimate(self, course: Course) -> float | None:
         """The most the course's lessons can cost at their token limits (None: no price)."""
@@ -144,20 +152,67 @@ class JobRunner:
             course.description,
             tuple(LessonPlan(lesson.title, lesson.description) for lesson in course.lessons),
         )
+        brief = CourseOutline(
+            course.topic,
+            outline,
+            tuple(lesson.id for lesson in course.lessons),
+            course.id,
+            course.mode,
+            course.options,
+        )
         batch = course.mode == "batch"
         total = 0.0
         for index in range(len(outline.lessons)):
-            budget = self._provider.lesson_budget(course.topic, outline, index, batch=batch)
+            budget = self._provider.lesson_budget(brief, index, batch=batch)
             cost = self._prices.cost(self._provider.model, budget, batch=batch)
             if cost is None:
                 return None
             total += cost
         return total
 
-    async def retry_lesson(self, lesson_id: int) -> str:
-        job_id = await self._store.retry_lesson(lesson_id)
+    async def retry_lesson(self, lesson_id: int, instructions: str = "") -> str:
+        job_id = await self._store.retry_lesson(lesson_id, instructions)
         self.kick(job_id)
         return job_id
+
+    async def retry_quiz(self, lesson_id: int) -> str:
+        job_id = await self._store.retry_quiz(lesson_id)
+        self.kick(job_id)
+        return job_id
+
+    async def edit_lesson(
+        self,
+        lesson_id: int,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        content: str | None = None,
+        position: int | None = None,
+    ) -> None:
+        job_id = await self._store.edit_lesson(
+            lesson_id, title=title, description=description, content=content, position=position
+        )
+        self.kick(job_id)  # a new text gets its quiz
+
+    async def restore_version(self, lesson_id: int, number: int) -> None:
+        self.kick(await self._store.restore_version(lesson_id, number))
+
+    async def add_lesson(
+        self, course_id: int, title: str, description: str, position: int | None
+    ) -> int:
+        lesson_id, job_id = await self._store.add_lesson(course_id, title, description, position)
+        self.kick(job_id)
+        return lesson_id
+
+    async def remove_lesson(self, lesson_id: int) -> None:
+        """Delete a lesson; a call in flight for it (its text or its quiz) is cancelled."""
+        job_id = await self._store.remove_lesson(lesson_id)
+        calls = [self._in_flight.get((lesson_id, quiz)) for quiz in (False, True)]
+        for held in calls:
+            if held is not None:
+                held[1].cancel()
+        await asyncio.gather(*(held[1] for held in calls if held), return_exceptions=True)
+        self.kick(job_id)
 
     async def prioritize(self, lesson_id: int) -> LessonStatus:
         """Make a pending lesson the next one written; its status (pending if it was)."""
@@ -206,7 +261,12 @@ class JobRunner:
         driver.task = asyncio.create_task(self._drive(job_id, driver), name=f"job {job_id}")
 
     async def _create(
-        self, topic: str, lessons: int | None, mode: str, idempotency: tuple[str, str] | None
+        self,
+        topic: str,
+        lessons: int | None,
+        mode: str,
+        options: CourseOptions,
+        idempotency: tuple[str, str] | None,
     ) -> Course:
         if await self._store.count_running_jobs() + self._admitting >= self._max_active_jobs:
             raise TooManyJobs(
@@ -217,7 +277,7 @@ class JobRunner:
         try:
             try:
                 async with asyncio.timeout(self._timeout):
-                    result = await self._provider.generate_outline(topic, lessons)
+                    result = await self._provider.generate_outline(topic, lessons, options)
             except TimeoutError:
                 raise ProviderError(
                     f"the model provider timed out after {self._timeout:g} s writing the outline; "
@@ -231,6 +291,7 @@ class JobRunner:
                 topic,
                 result.outline,
                 mode=mode,
+                options=options,
                 outline_call=self._priced(result.call),
                 idempotency=idempotency,
             )
@@ -258,11 +319,14 @@ class JobRunner:
                     self.throttle.release(ticket)
                     break
                 try:
-                    lesson = await self._store.claim_next_lesson(job_id)
+                    # Texts first (readers wait for them), then the quizzes of those written.
+                    work: ClaimedLesson | ClaimedQuiz | None = await self._store.claim_next_lesson(
+                        job_id
+                    ) or await self._store.claim_next_quiz(job_id)
                 except BaseException:
                     self.throttle.release(ticket)
                     raise
-                if lesson is None:
+                if work is None:
                     self.throttle.release(ticket)
                     if not driver.again:
                         break
@@ -274,17 +338,18 @@ class JobRunner:
                     # lesson back.
                     self.throttle.release(ticket)
                     break
-                owner = lesson.job_id
+                owner = work.job_id
+                quiz = isinstance(work, ClaimedQuiz)
                 call = asyncio.create_task(
-                    self._write(
-                        owner, course if owner == job_id else None, lesson, ticket, warming
-                    ),
-                    name=f"lesson {lesson.id}",
+                    self._quiz(work, ticket)
+                    if isinstance(work, ClaimedQuiz)
+                    else self._write(work, ticket, warming if owner == job_id else None),
+                    name=f"{'quiz' if quiz else 'lesson'} {work.id}",
                 )
                 self._calls.setdefault(owner, set()).add(call)
-                self._in_flight[lesson.id] = (lesson.attempt, call)
-                call.add_done_callback(functools.partial(self._call_done, owner, lesson.id))
-                if warming is not None and owner == job_id:
+                self._in_flight[(work.id, quiz)] = (work.attempt, call)
+                call.add_done_callback(functools.partial(self._call_done, owner, (work.id, quiz)))
+                if warming is not None and owner == job_id and not quiz:
                     await warming.wait()
                     warming = None
         except Exception:
@@ -296,14 +361,10 @@ class JobRunner:
                 del self._drivers[job_id]
 
     async def _write(
-        self,
-        job_id: str,
-        course: CourseOutline | None,
-        lesson: ClaimedLesson,
-        ticket: Ticket,
-        warming: asyncio.Event | None = None,
+        self, lesson: ClaimedLesson, ticket: Ticket, warming: asyncio.Event | None = None
     ) -> None:
-        """Write one lesson; `course` is None for another job's lesson taken out of turn."""
+        """Write one lesson's text."""
+        job_id = lesson.job_id
         content: str | None = None
         error: str | None = None
         stop_reason: str | None = None
@@ -321,12 +382,13 @@ class JobRunner:
             try:
                 if await self._over_limit(job_id, lesson.course_id, lesson):
                     return
-                if course is None:
-                    course = await self._store.course_outline(job_id)
-                    assert course is not None, "a claimed lesson's course exists"
+                # Read now, so that a lesson written after an outline edit sees the edit.
+                course = await self._store.course_outline(job_id)
+                if course is None or lesson.id not in course.lesson_ids:
+                    return  # removed meanwhile
                 index = course.lesson_ids.index(lesson.id)
                 result = await self._provider.write_lesson(
-                    course.topic, course.outline, index, draft.append, on_call
+                    course, index, draft.append, on_call, lesson.instructions
                 )
                 content, stop_reason = draft.text, result.stop_reason
                 self.throttle.succeeded(ticket)
@@ -375,6 +437,67 @@ class JobRunner:
             self.drafts.end(draft)
         if not stored:
             logger.info("lesson %d: a newer attempt or a cancel superseded this result", lesson.id)
+        elif error is None:
+            self.kick(job_id)  # its quiz is to be written, perhaps after the driver stopped
+
+    async def _quiz(self, claimed: ClaimedQuiz, ticket: Ticket) -> None:
+        """Write one lesson's quiz. Its failure is the quiz's own: the text stays."""
+        job_id = claimed.job_id
+        calls: dict[str, ModelCall] = {}
+        questions = error = None
+
+        def on_call(call: ModelCall) -> None:
+            calls[call.id] = self._unsaved_calls[call.id] = replace(
+                call,
+                usage=self._prices.priced(call.model, call.usage, batch=call.batch),
+                course_id=claimed.course_id,
+                lesson_id=claimed.id,
+            )
+
+        try:
+            if self._max_cost is not None and await self._over_limit_quiz(claimed):
+                error = "the course reached its spending limit (COURSEGEN_MAX_COURSE_COST)"
+            else:
+                course = await self._store.course_outline(job_id)
+                if course is None or claimed.id not in course.lesson_ids:
+                    return
+                index = course.lesson_ids.index(claimed.id)
+                result = await self._provider.write_quiz(course, index, claimed.text, on_call)
+                questions = result.questions
+                self.throttle.succeeded(ticket)
+        except RateLimited as exc:
+            self.throttle.rate_limited(ticket, exc.retry_after)
+            self.throttle.release(ticket)
+            await self._tell_rate_limited(exc.retry_after)
+            error = None
+            await self._store.requeue_quiz(
+                job_id, claimed.id, claimed.attempt, list(calls.values())
+            )
+            self._forget(calls)
+            self.kick(job_id)
+            return
+        except ProviderError as exc:
+            error = exc.message
+        except Exception:
+            logger.exception("writing the quiz of lesson %d failed", claimed.id)
+            error = "an unexpected error stopped this quiz; retry it"
+        finally:
+            self.throttle.release(ticket)
+        await self._store.finish_quiz(
+            job_id,
+            claimed.id,
+            claimed.attempt,
+            quiz=questions,
+            error=error,
+            calls=list(calls.values()),
+        )
+        self._forget(calls)
+
+    async def _over_limit_quiz(self, claimed: ClaimedQuiz) -> bool:
+        assert self._max_cost is not None
+        unsaved = [c for c in self._unsaved_calls.values() if c.course_id == claimed.course_id]
+        spent = (await self._store.course_spent(claimed.course_id, unsaved)).cost_usd
+        return spent is not None and spent >= self._max_cost
 
     async def _tell_rate_limited(self, retry_after: float | None) -> None:
         """Other nodes use the same API key: they back off too."""
@@ -423,13 +546,17 @@ class JobRunner:
         try:
             if self._closing or await self._over_limit(job_id, course.course_id, None):
                 return False
+            # The lessons' texts first; their quizzes go in a second batch once written.
             lessons = await self._store.claim_for_batch(job_id)
-            if not lessons:
+            quizzes = [] if lessons else await self._store.claim_quizzes_for_batch(job_id)
+            if not lessons and not quizzes:
                 return False
             # Once sent, the provider makes the batch whatever becomes of this task: a cancel
             # (or shutdown) waits until it is recorded, so that it is cancelled (or polled
             # after a restart) rather than run on unseen, and paid for.
-            submission = asyncio.ensure_future(self._submit_batch(job_id, course, lessons, ticket))
+            submission = asyncio.ensure_future(
+                self._submit_batch(job_id, course, lessons, quizzes, ticket)
+            )
             try:
                 return await asyncio.shield(submission)
             except asyncio.CancelledError:
@@ -439,9 +566,17 @@ class JobRunner:
             self.throttle.release(ticket)
 
     async def _submit_batch(
-        self, job_id: str, course: CourseOutline, lessons: list[ClaimedLesson], ticket: Ticket
+        self,
+        job_id: str,
+        course: CourseOutline,
+        lessons: list[ClaimedLesson],
+        quizzes: list[ClaimedQuiz],
+        ticket: Ticket,
     ) -> bool:
-        requests = [self._request(course, lesson.id, lesson.attempt) for lesson in lessons]
+        requests = [
+            self._request(course, lesson.id, lesson.attempt, None, lesson.instructions)
+            for lesson in lessons
+        ] + [self._request(course, quiz.id, quiz.attempt, quiz.text) for quiz in quizzes]
         try:
             batch_id = await self._provider.submit_batch(requests)
         except RateLimited as exc:
@@ -449,22 +584,33 @@ class JobRunner:
             self.throttle.rate_limited(ticket, exc.retry_after)
             for lesson in lessons:
                 await self._store.requeue_lesson(job_id, lesson.id, lesson.attempt, [])
+            for quiz in quizzes:
+                await self._store.requeue_quiz(job_id, quiz.id, quiz.attempt, [])
             return True
         except ProviderError as exc:
             for lesson in lessons:
                 await self._store.finish_lesson(
                     job_id, lesson.id, lesson.attempt, error=exc.message
                 )
+            for quiz in quizzes:
+                await self._store.finish_quiz(job_id, quiz.id, quiz.attempt, error=exc.message)
             return False
         self.throttle.succeeded(ticket)
-        await self._store.attach_batch(batch_id, job_id, course.course_id, lessons)
-        logger.info("job %s: sent %d lesson(s) as batch %s", job_id, len(lessons), batch_id)
+        await self._store.attach_batch(batch_id, job_id, course.course_id, lessons, quizzes)
+        logger.info(
+            "job %s: sent %d lesson(s) and %d quiz(zes) as batch %s",
+            job_id, len(lessons), len(quizzes), batch_id,
+        )  # fmt: skip
         return False
 
     @staticmethod
-    def _request(course: CourseOutline, lesson_id: int, attempt: int) -> LessonRequest:
+    def _request(
+        course: CourseOutline, lesson_id: int, attempt: int, quiz_of: str | None, asked: str = ""
+    ) -> LessonRequest:
+        """A batch request: `l<id>a<attempt>` writes a text, `q<id>a<attempt>` a quiz."""
         index = course.lesson_ids.index(lesson_id)
-        return LessonRequest(f"l{lesson_id}a{attempt}", course.topic, course.outline, index)
+        kind = "l" if quiz_of is None else "q"
+        return LessonRequest(f"{kind}{lesson_id}a{attempt}", course, index, asked, quiz_of)
 
     async def _poll_batches(self) -> None:
         """Apply the results of every open batch once it has ended (after a restart too)."""
@@ -479,7 +625,11 @@ class JobRunner:
     async def _poll_batch(self, batch_id: str, job_id: str, course_id: int) -> None:
         course = await self._store.course_outline(job_id)
         waiting = await self._store.batch_lessons(batch_id)
-        requests = [] if course is None else [self._request(course, *row) for row in waiting]
+        requests = (
+            []
+            if course is None
+            else [self._request(course, *row) for row in waiting if row[0] in course.lesson_ids]
+        )
         try:
             results = await self._provider.poll_batch(batch_id, requests)
         except ProviderError as exc:
@@ -488,11 +638,16 @@ class JobRunner:
         if results is None:
             return
         for result in results:
-            lesson_id, attempt = _lesson_of(result.custom_id)
+            quiz, lesson_id, attempt = _work_of(result.custom_id)
             calls = []
             if result.call is not None:
                 call = replace(result.call, course_id=course_id, lesson_id=lesson_id)
                 calls.append(self._priced(call))
+            if quiz:
+                await self._store.finish_quiz(
+                    job_id, lesson_id, attempt, quiz=result.quiz, error=result.error, calls=calls
+                )
+                continue
             await self._store.finish_lesson(
                 job_id,
                 lesson_id,
@@ -503,11 +658,13 @@ class JobRunner:
                 model=self._provider.model if calls else None,
                 stop_reason=calls[0].stop_reason if calls else None,
             )
-        for lesson_id, attempt in await self._store.batch_lessons(batch_id):
+        for lesson_id, attempt, quiz_of in await self._store.batch_lessons(batch_id):
             # Not left waiting on a batch that has ended.
-            await self._store.finish_lesson(
-                job_id, lesson_id, attempt, error="the batch ended without this lesson; retry it"
-            )
+            missing = "the batch ended without this one; retry it"
+            if quiz_of is None:
+                await self._store.finish_lesson(job_id, lesson_id, attempt, error=missing)
+            else:
+                await self._store.finish_quiz(job_id, lesson_id, attempt, error=missing)
         await self._store.end_batch(batch_id)
         # Lessons queued while it ran (a retry) go in the next batch.
         self.kick(job_id)
@@ -537,16 +694,16 @@ class JobRunner:
         (another node took the lesson over, or it was cancelled there)."""
         while True:
             await asyncio.sleep(self._lease / 3)
-            held = [(lesson_id, attempt) for lesson_id, (attempt, _) in self._in_flight.items()]
+            held = [(key[0], attempt, key[1]) for key, (attempt, _) in self._in_flight.items()]
             try:
                 lost = await self._store.renew_leases(held)
             except Exception:
                 logger.exception("renewing the leases on lessons being written failed")
                 continue
-            for lesson_id in lost:
-                _, call = self._in_flight.get(lesson_id, (0, None))
+            for key in lost:
+                _, call = self._in_flight.get(key, (0, None))
                 if call is not None:
-                    logger.warning("lesson %d: its claim was lost; stopping its call", lesson_id)
+                    logger.warning("lesson %d: its claim was lost; stopping its call", key[0])
                     call.cancel()
 
     async def _find_work(self) -> None:
@@ -562,9 +719,9 @@ class JobRunner:
             for job_id in jobs:
                 self.kick(job_id)
 
-    def _call_done(self, job_id: str, lesson_id: int, call: asyncio.Task[None]) -> None:
-        if self._in_flight.get(lesson_id, (0, None))[1] is call:
-            del self._in_flight[lesson_id]
+    def _call_done(self, job_id: str, key: tuple[int, bool], call: asyncio.Task[None]) -> None:
+        if self._in_flight.get(key, (0, None))[1] is call:
+            del self._in_flight[key]
         calls = self._calls.get(job_id)
         if calls is not None:
             calls.discard(call)
@@ -609,7 +766,8 @@ def _usd(amount: float) -> str:
     return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
-def _lesson_of(custom_id: str) -> tuple[int, int]:
-    """The lesson id and attempt a batch request's custom_id (`l<id>a<attempt>`) names."""
-    lesson, attempt = custom_id.removeprefix("l").split("a")
-    return int(lesson), int(attempt)
+def _work_of(custom_id: str) -> tuple[bool, int, int]:
+    """Whether a batch request's custom_id (`l<id>a<attempt>`, `q<id>a<attempt>`) names a
+    quiz, and the lesson id and attempt it names."""
+    lesson, attempt = custom_id[1:].split("a")
+    return custom_id.startswith("q"), int(lesson), int(attempt)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 
+from coursegen.domain import CourseOptions, Level
 from coursegen.errors import BadRequest, NotFound
 
 TOPIC_MIN, TOPIC_MAX = 3, 200
@@ -112,3 +114,111 @@ def parse_idempotency_key(request: Request) -> str | None:
     if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters")
     return key
+
+
+INSTRUCTIONS_MAX = 2000
+LANGUAGE_MIN, LANGUAGE_MAX = 2, 40
+CONTENT_MAX = 200_000
+# Multi-line text: tabs and newlines allowed, other control characters not.
+_FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+async def read_optional_json_object(request: Request) -> dict[str, Any]:
+    """A JSON object body, or {} for none (an action whose body is optional)."""
+    if not (await request.body()).strip():
+        return {}
+    return await read_json_object(request)
+
+
+def _line(data: dict[str, Any], field: str, low: int, high: int) -> str | None:
+    """An optional one-line text field, trimmed; None when absent."""
+    value = data.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{field} must be text")
+    value = value.strip(EDGE_SPACE)
+    if _FORBIDDEN.search(value):
+        raise BadRequest(f"{field} must be one line of text without control characters")
+    if not low <= len(value) <= high:
+        raise BadRequest(f"{field} must be {low} to {high} characters long (it has {len(value)})")
+    return value
+
+
+def _text_field(data: dict[str, Any], field: str, high: int) -> str | None:
+    """An optional multi-line text field, trimmed; None when absent."""
+    value = data.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{field} must be text")
+    if _FORBIDDEN_IN_TEXT.search(value):
+        raise BadRequest(f"{field} must not contain control characters")
+    value = value.strip()
+    if len(value) > high:
+        raise BadRequest(f"{field} must be at most {high} characters long (it has {len(value)})")
+    return value
+
+
+def parse_options(data: dict[str, Any]) -> CourseOptions:
+    """The course options of a generate request (SPEC 9), each with its default."""
+    level = data.get("level", "beginner")
+    if level not in [member.value for member in Level]:
+        raise BadRequest("level must be 'beginner', 'intermediate' or 'advanced'")
+    quizzes = data.get("quizzes", True)
+    if not isinstance(quizzes, bool):
+        raise BadRequest("quizzes must be true or false")
+    return CourseOptions(
+        level=Level(level),
+        language=_line(data, "language", LANGUAGE_MIN, LANGUAGE_MAX) or "English",
+        instructions=_text_field(data, "instructions", INSTRUCTIONS_MAX) or "",
+        quizzes=quizzes,
+    )
+
+
+def parse_instructions(data: dict[str, Any]) -> str:
+    """The instructions of one regeneration ("" for none)."""
+    return _text_field(data, "instructions", INSTRUCTIONS_MAX) or ""
+
+
+@dataclass(frozen=True)
+class LessonEdit:
+    title: str | None
+    description: str | None
+    content: str | None
+    position: int | None
+
+
+def _position(data: dict[str, Any]) -> int | None:
+    position = data.get("position")
+    if position is None:
+        return None
+    if isinstance(position, float) and position.is_integer():
+        position = int(position)
+    if not isinstance(position, int) or isinstance(position, bool) or position < 1:
+        raise BadRequest("position must be a whole number from 1")
+    return position
+
+
+def parse_lesson_edit(data: dict[str, Any]) -> LessonEdit:
+    unknown = set(data) - {"title", "description", "content", "position"}
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+    edit = LessonEdit(
+        title=_line(data, "title", 1, 300),
+        description=_text_field(data, "description", 2000),
+        content=_text_field(data, "content", CONTENT_MAX),
+        position=_position(data),
+    )
+    if edit == LessonEdit(None, None, None, None):
+        raise BadRequest("send at least one of title, description, content and position")
+    if edit.content == "":
+        raise BadRequest("content must not be empty")
+    return edit
+
+
+def parse_new_lesson(data: dict[str, Any]) -> tuple[str, str, int | None]:
+    title = _line(data, "title", 1, 300)
+    if title is None:
+        raise BadRequest("title is required")
+    return title, _text_field(data, "description", 2000) or "", _position(data)

@@ -16,31 +16,43 @@ from anthropic import AsyncAnthropic
 from anthropic._middleware import AsyncCallNext
 from anthropic._request import APIRequest
 from anthropic._response import AsyncAPIResponse
-from anthropic.types import MessageDeltaUsage, MessageParam, TextBlockParam
+from anthropic.types import (
+    Message,
+    MessageCreateParams,
+    MessageDeltaUsage,
+    MessageParam,
+    TextBlockParam,
+)
 from anthropic.types import Usage as AnthropicUsage
 from anthropic.types.messages import MessageBatchResult
 from anthropic.types.messages.batch_create_params import Request
 
-from coursegen.domain import ModelCall, Outline, Usage
+from coursegen.domain import CourseOptions, CourseOutline, ModelCall, Usage
 from coursegen.errors import ProviderError
 from coursegen.providers.base import (
     OUTLINE_SCHEMA,
+    QUIZ_SCHEMA,
     BatchResult,
     CallSink,
     LessonRequest,
     LessonResult,
     LessonTooLong,
     OutlineResult,
+    QuizResult,
     RateLimited,
     TextSink,
     parse_outline,
+    parse_quiz,
 )
 from coursegen.providers.prompts import (
     OUTLINE_TOOL,
+    QUIZ_TOOL,
     SYSTEM,
     lesson_prompt,
     lesson_system,
     outline_prompt,
+    quiz_prompt,
+    quiz_system,
 )
 from coursegen.settings import Settings, SettingsError
 
@@ -48,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 OUTLINE_MAX_TOKENS = 4096
 LESSON_MAX_TOKENS = 8192
+QUIZ_MAX_TOKENS = 2048
 # The rate-limit headers worth showing an operator, as the last response gave them.
 LIMIT_HEADERS = (
     "anthropic-ratelimit-requests-remaining",
@@ -127,7 +140,9 @@ class AnthropicProvider:
         if self._client.api_key is None and self._client.auth_token is None:
             logger.warning("no ANTHROPIC_API_KEY is set: every call to the model will fail")
 
-    async def generate_outline(self, topic: str, lessons: int | None) -> OutlineResult:
+    async def generate_outline(
+        self, topic: str, lessons: int | None, options: CourseOptions
+    ) -> OutlineResult:
         started = time.monotonic()
         try:
             message = await self._client.messages.create(
@@ -142,7 +157,7 @@ class AnthropicProvider:
                     }
                 ],
                 tool_choice={"type": "tool", "name": OUTLINE_TOOL},
-                messages=[{"role": "user", "content": outline_prompt(topic, lessons)}],
+                messages=[{"role": "user", "content": outline_prompt(topic, lessons, options)}],
             )
         except Exception as exc:
             failure = self._failure(exc, "outline")
@@ -163,15 +178,20 @@ class AnthropicProvider:
         raise ProviderError("the model answered without an outline (no tool call); try again")
 
     async def write_lesson(
-        self, topic: str, outline: Outline, index: int, on_text: TextSink, on_call: CallSink
+        self,
+        course: CourseOutline,
+        index: int,
+        on_text: TextSink,
+        on_call: CallSink,
+        instructions: str = "",
     ) -> LessonResult:
         """Stream the lesson; one cut off at max_tokens is continued where it stopped.
 
         Raw events (`stream=True`), not the SDK's accumulating helper: a lesson is
         hundreds of deltas, and each costs the helper far more CPU than this loop.
         """
-        system = lesson_system(topic, outline)
-        prompt = lesson_prompt(outline, index)
+        system = lesson_system(course)
+        prompt = lesson_prompt(course, index, instructions)
         written: list[str] = []
         for call in range(1, self._max_continuations + 2):
             messages: list[MessageParam] = [{"role": "user", "content": prompt}]
@@ -182,7 +202,9 @@ class AnthropicProvider:
             stop_reason = await self._stream_call(system, messages, written, on_text, on_call)
             if stop_reason == "max_tokens":
                 logger.info(
-                    "lesson %d of %r reached max_tokens; continuing", index + 1, outline.title
+                    "lesson %d of %r reached max_tokens; continuing",
+                    index + 1,
+                    course.outline.title,
                 )
                 continue
             if stop_reason == "refusal":
@@ -198,18 +220,67 @@ class AnthropicProvider:
             "shorter instructions"
         )
 
-    def lesson_budget(self, topic: str, outline: Outline, index: int, *, batch: bool) -> Usage:
-        """Every call at max_tokens, each continuation resending all the text so far, and
-        the prefix written to the cache each time (the dearest way it can be billed)."""
-        prefix = sum(len(block["text"]) for block in lesson_system(topic, outline))
+    def lesson_budget(self, course: CourseOutline, index: int, *, batch: bool) -> Usage:
+        """Every call at max_tokens, each continuation resending all the text so far, the
+        prefix written to the cache each time (the dearest way it can be billed), and the
+        quiz reading the whole text."""
+        prefix = sum(len(block["text"]) for block in lesson_system(course))
         prefix_tokens = prefix // _CHARS_PER_TOKEN_AT_MOST + 1
-        own = len(lesson_prompt(outline, index)) // _CHARS_PER_TOKEN_AT_MOST + 1
+        own = len(lesson_prompt(course, index)) // _CHARS_PER_TOKEN_AT_MOST + 1
         calls = 1 if batch else self._max_continuations + 1
-        return Usage(
+        budget = Usage(
             input_tokens=sum(own + k * LESSON_MAX_TOKENS for k in range(calls)),
             output_tokens=calls * LESSON_MAX_TOKENS,
             cache_creation_input_tokens=calls * prefix_tokens,
         )
+        if not course.options.quizzes:
+            return budget
+        quiz_prefix = sum(len(block["text"]) for block in quiz_system(course))
+        return budget + Usage(
+            input_tokens=own + calls * LESSON_MAX_TOKENS,
+            output_tokens=QUIZ_MAX_TOKENS,
+            cache_creation_input_tokens=quiz_prefix // _CHARS_PER_TOKEN_AT_MOST + 1,
+        )
+
+    async def write_quiz(
+        self, course: CourseOutline, index: int, text: str, on_call: CallSink
+    ) -> QuizResult:
+        """A forced tool call, validated like the outline; one call, not streamed."""
+        started = time.monotonic()
+        try:
+            message = await self._client.messages.create(**self._quiz_params(course, index, text))
+        except Exception as exc:
+            failure = self._failure(exc, "quiz")
+            if failure is None:
+                raise
+            raise failure from exc
+        on_call(
+            ModelCall(
+                id=uuid.uuid4().hex,
+                kind="quiz",
+                model=self.model,
+                usage=_usage(message.usage),
+                stop_reason=message.stop_reason,
+                duration_ms=_ms_since(started),
+            )
+        )
+        return _quiz_of(message)
+
+    def _quiz_params(self, course: CourseOutline, index: int, text: str) -> MessageCreateParams:
+        return {
+            "model": self.model,
+            "max_tokens": QUIZ_MAX_TOKENS,
+            "system": quiz_system(course),
+            "tools": [
+                {
+                    "name": QUIZ_TOOL,
+                    "description": "Record the quiz of the lesson.",
+                    "input_schema": QUIZ_SCHEMA,
+                }
+            ],
+            "tool_choice": {"type": "tool", "name": QUIZ_TOOL},
+            "messages": [{"role": "user", "content": quiz_prompt(course, index, text)}],
+        }
 
     async def _stream_call(
         self,
@@ -270,20 +341,20 @@ class AnthropicProvider:
     # -- Message Batches ------------------------------------------------------------
 
     async def submit_batch(self, lessons: Sequence[LessonRequest]) -> str:
-        requests: list[Request] = [
-            {
-                "custom_id": lesson.custom_id,
-                "params": {
+        requests: list[Request] = []
+        for lesson in lessons:
+            params: MessageCreateParams
+            if lesson.quiz_of is not None:
+                params = self._quiz_params(lesson.course, lesson.index, lesson.quiz_of)
+            else:
+                prompt = lesson_prompt(lesson.course, lesson.index, lesson.instructions)
+                params = {
                     "model": self.model,
                     "max_tokens": LESSON_MAX_TOKENS,
-                    "system": lesson_system(lesson.topic, lesson.outline),
-                    "messages": [
-                        {"role": "user", "content": lesson_prompt(lesson.outline, lesson.index)}
-                    ],
-                },
-            }
-            for lesson in lessons
-        ]
+                    "system": lesson_system(lesson.course),
+                    "messages": [{"role": "user", "content": prompt}],
+                }
+            requests.append({"custom_id": lesson.custom_id, "params": params})  # type: ignore[typeddict-item]
         try:
             batch = await self._client.messages.batches.create(requests=requests)
         except Exception as exc:
@@ -362,17 +433,29 @@ def _final_usage(start: Usage, delta: MessageDeltaUsage) -> Usage:
     )
 
 
+def _quiz_of(message: Message) -> QuizResult:
+    for block in message.content:
+        if block.type == "tool_use" and block.name == QUIZ_TOOL:
+            return parse_quiz(block.input)
+    raise ProviderError("the model answered without a quiz (no tool call); retry the quiz")
+
+
 def _batch_result(custom_id: str, result: MessageBatchResult, model: str) -> BatchResult:
     if result.type == "succeeded":
         message = result.message
         call = ModelCall(
             id=f"{message.id}:{custom_id}",
-            kind="lesson",
+            kind="quiz" if custom_id.startswith("q") else "lesson",
             model=model,
             usage=_usage(message.usage),
             batch=True,
             stop_reason=message.stop_reason,
         )
+        if call.kind == "quiz":
+            try:
+                return BatchResult(custom_id, call, quiz=_quiz_of(message).questions)
+            except ProviderError as exc:
+                return BatchResult(custom_id, call, error=exc.message)
         text = "".join(block.text for block in message.content if block.type == "text").strip()
         if message.stop_reason == "refusal":
             return BatchResult(custom_id, call, error="the model declined to write this lesson")

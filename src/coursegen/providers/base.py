@@ -6,7 +6,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from coursegen.domain import LessonPlan, ModelCall, Outline, Usage
+from coursegen.domain import (
+    CourseOptions,
+    CourseOutline,
+    LessonPlan,
+    ModelCall,
+    Outline,
+    QuizQuestion,
+    Usage,
+)
 from coursegen.errors import ProviderError
 
 MAX_OUTLINE_LESSONS = 30
@@ -35,13 +43,20 @@ class LessonResult:
 
 
 @dataclass(frozen=True, slots=True)
+class QuizResult:
+    questions: tuple[QuizQuestion, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class LessonRequest:
-    """One lesson to write in a Message Batch; `custom_id` finds its result."""
+    """One lesson (or, given its text, its quiz) to write in a Message Batch;
+    `custom_id` finds its result."""
 
     custom_id: str
-    topic: str
-    outline: Outline
+    course: CourseOutline
     index: int
+    instructions: str = ""
+    quiz_of: str | None = None  # the lesson's text, for a quiz
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +67,7 @@ class BatchResult:
     call: ModelCall | None  # None: no call was billed (cancelled, expired, errored)
     text: str | None = None
     error: str | None = None
+    quiz: tuple[QuizQuestion, ...] | None = None
 
 
 class LessonTooLong(ProviderError):
@@ -72,16 +88,31 @@ class Provider(Protocol):
     name: str
     model: str
 
-    async def generate_outline(self, topic: str, lessons: int | None) -> OutlineResult: ...
+    async def generate_outline(
+        self, topic: str, lessons: int | None, options: CourseOptions
+    ) -> OutlineResult: ...
 
     async def write_lesson(
-        self, topic: str, outline: Outline, index: int, on_text: TextSink, on_call: CallSink
+        self,
+        course: CourseOutline,
+        index: int,
+        on_text: TextSink,
+        on_call: CallSink,
+        instructions: str = "",
     ) -> LessonResult:
-        """Write Markdown for `outline.lessons[index]`, handing each piece to `on_text`."""
+        """Write Markdown for lesson `index` of the course, handing each piece to `on_text`;
+        `instructions` are for this version only."""
         ...
 
-    def lesson_budget(self, topic: str, outline: Outline, index: int, *, batch: bool) -> Usage:
-        """The most tokens writing the lesson can be billed for, at its token limits."""
+    async def write_quiz(
+        self, course: CourseOutline, index: int, text: str, on_call: CallSink
+    ) -> QuizResult:
+        """Write the quiz of lesson `index`, whose text is `text`."""
+        ...
+
+    def lesson_budget(self, course: CourseOutline, index: int, *, batch: bool) -> Usage:
+        """The most tokens writing the lesson (and its quiz) can be billed for, at their
+        token limits."""
         ...
 
     async def submit_batch(self, lessons: Sequence[LessonRequest]) -> str:
@@ -168,3 +199,84 @@ def parse_outline(data: object, requested: int | None) -> Outline:
         description=_text(data.get("description"), "the description", MAX_DESCRIPTION),
         lessons=tuple(plans),
     )
+
+
+MIN_QUESTIONS, MAX_QUESTIONS = 3, 5
+MIN_CHOICES, MAX_CHOICES = 2, 6
+MAX_QUIZ_TEXT = 1000
+
+# The JSON schema of the forced tool call that returns a lesson's quiz.
+QUIZ_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {
+        "questions": {
+            "type": "array",
+            "minItems": MIN_QUESTIONS,
+            "maxItems": MAX_QUESTIONS,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "question": {"type": "string"},
+                    "choices": {
+                        "type": "array",
+                        "minItems": MIN_CHOICES,
+                        "maxItems": MAX_CHOICES,
+                        "items": {"type": "string"},
+                    },
+                    "answer": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "the index of the correct choice, from 0",
+                    },
+                    "explanation": {"type": "string", "description": "why it is right"},
+                },
+                "required": ["question", "choices", "answer", "explanation"],
+            },
+        }
+    },
+    "required": ["questions"],
+}
+
+
+def _bad_quiz(why: str) -> ProviderError:
+    return ProviderError(f"the model returned an invalid quiz ({why}); retry the quiz")
+
+
+def _quiz_text(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _bad_quiz(f"{what} is not a non-empty text")
+    if len(value) > MAX_QUIZ_TEXT:
+        raise _bad_quiz(f"{what} is over {MAX_QUIZ_TEXT} characters")
+    return value.strip()
+
+
+def parse_quiz(data: object) -> QuizResult:
+    """Validate a model's quiz: 3..5 questions of 2..6 choices, one right answer each."""
+    if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
+        raise _bad_quiz("it has no questions")
+    questions = data["questions"]
+    if not MIN_QUESTIONS <= len(questions) <= MAX_QUESTIONS:
+        raise _bad_quiz(f"{len(questions)} questions, not {MIN_QUESTIONS} to {MAX_QUESTIONS}")
+    parsed = []
+    for number, item in enumerate(questions, start=1):
+        if not isinstance(item, dict):
+            raise _bad_quiz(f"question {number} is not an object")
+        choices = item.get("choices")
+        if not isinstance(choices, list) or not MIN_CHOICES <= len(choices) <= MAX_CHOICES:
+            raise _bad_quiz(f"question {number} needs {MIN_CHOICES} to {MAX_CHOICES} choices")
+        answer = item.get("answer")
+        if not isinstance(answer, int) or isinstance(answer, bool):
+            raise _bad_quiz(f"question {number}'s answer is not a whole number")
+        if not 0 <= answer < len(choices):
+            raise _bad_quiz(f"question {number}'s answer is not one of its choices")
+        parsed.append(
+            QuizQuestion(
+                question=_quiz_text(item.get("question"), f"question {number}"),
+                choices=tuple(
+                    _quiz_text(choice, f"a choice of question {number}") for choice in choices
+                ),
+                answer=answer,
+                explanation=_quiz_text(item.get("explanation"), f"question {number}'s explanation"),
+            )
+        )
+    return QuizResult(tuple(parsed))

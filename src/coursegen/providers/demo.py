@@ -11,13 +11,22 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from coursegen.domain import LessonPlan, ModelCall, Outline, Usage
+from coursegen.domain import (
+    CourseOptions,
+    CourseOutline,
+    LessonPlan,
+    ModelCall,
+    Outline,
+    QuizQuestion,
+    Usage,
+)
 from coursegen.providers.base import (
     BatchResult,
     CallSink,
     LessonRequest,
     LessonResult,
     OutlineResult,
+    QuizResult,
     TextSink,
 )
 from coursegen.providers.prompts import lesson_prompt, lesson_system, outline_prompt
@@ -60,10 +69,12 @@ class DemoProvider:
         self._batches = itertools.count(1)
         self._cancelled: set[str] = set()
 
-    async def generate_outline(self, topic: str, lessons: int | None) -> OutlineResult:
+    async def generate_outline(
+        self, topic: str, lessons: int | None, options: CourseOptions
+    ) -> OutlineResult:
         outline = self._outline(topic, lessons)
         usage = Usage(
-            input_tokens=_tokens(outline_prompt(topic, lessons)),
+            input_tokens=_tokens(outline_prompt(topic, lessons, options)),
             output_tokens=_tokens(str(outline)),
         )
         call = ModelCall(uuid.uuid4().hex, "outline", self.model, usage, stop_reason="tool_use")
@@ -92,13 +103,16 @@ class DemoProvider:
         )
 
     async def write_lesson(
-        self, topic: str, outline: Outline, index: int, on_text: TextSink, on_call: CallSink
+        self,
+        course: CourseOutline,
+        index: int,
+        on_text: TextSink,
+        on_call: CallSink,
+        instructions: str = "",
     ) -> LessonResult:
         started = time.monotonic()
-        text = lesson_markdown(topic, outline, index).rstrip()
-        call = ModelCall(
-            uuid.uuid4().hex, "lesson", self.model, self._billed(topic, outline, index, "")
-        )
+        text = lesson_markdown(course, index, instructions).rstrip()
+        call = ModelCall(uuid.uuid4().hex, "lesson", self.model, self._billed(course, index, ""))
         on_call(call)
         pieces = _PIECE.findall(text)
         gap = self.delay / len(pieces)
@@ -111,21 +125,31 @@ class DemoProvider:
                 call.id,
                 "lesson",
                 self.model,
-                self._billed(topic, outline, index, text),
+                self._billed(course, index, text),
                 stop_reason="end_turn",
                 duration_ms=round((time.monotonic() - started) * 1000),
             )
         )
         return LessonResult("end_turn", 1)
 
-    def lesson_budget(self, topic: str, outline: Outline, index: int, *, batch: bool) -> Usage:
-        return self._billed(topic, outline, index, lesson_markdown(topic, outline, index))
+    async def write_quiz(
+        self, course: CourseOutline, index: int, text: str, on_call: CallSink
+    ) -> QuizResult:
+        if self.delay > 0:
+            await asyncio.sleep(self.delay / 4)
+        quiz = demo_quiz(course, index)
+        usage = Usage(input_tokens=_tokens(text) + 1000, output_tokens=_tokens(str(quiz.questions)))
+        on_call(ModelCall(uuid.uuid4().hex, "quiz", self.model, usage, stop_reason="tool_use"))
+        return quiz
 
-    def _billed(self, topic: str, outline: Outline, index: int, text: str) -> Usage:
+    def lesson_budget(self, course: CourseOutline, index: int, *, batch: bool) -> Usage:
+        return self._billed(course, index, lesson_markdown(course, index))
+
+    def _billed(self, course: CourseOutline, index: int, text: str) -> Usage:
         """What a model would bill for the same prompt and text, ~4 characters a token."""
-        prefix = "".join(block["text"] for block in lesson_system(topic, outline))
+        prefix = "".join(block["text"] for block in lesson_system(course))
         return Usage(
-            input_tokens=_tokens(prefix + lesson_prompt(outline, index)),
+            input_tokens=_tokens(prefix + lesson_prompt(course, index)),
             output_tokens=_tokens(text) if text else 1,
         )
 
@@ -146,12 +170,18 @@ class DemoProvider:
             if batch_id in self._cancelled:
                 results.append(BatchResult(lesson.custom_id, None, error="cancelled"))
                 continue
-            text = lesson_markdown(lesson.topic, lesson.outline, lesson.index).rstrip()
-            usage = self._billed(lesson.topic, lesson.outline, lesson.index, text)
+            call_id = f"{batch_id}:{lesson.custom_id}"
+            if lesson.quiz_of is not None:
+                quiz = demo_quiz(lesson.course, lesson.index)
+                usage = Usage(_tokens(lesson.quiz_of) + 1000, _tokens(str(quiz.questions)))
+                call = ModelCall(call_id, "quiz", self.model, usage, batch=True)
+                results.append(BatchResult(lesson.custom_id, call, quiz=quiz.questions))
+                continue
+            text = lesson_markdown(lesson.course, lesson.index, lesson.instructions).rstrip()
+            usage = self._billed(lesson.course, lesson.index, text)
             call = ModelCall(
-                f"{batch_id}:{lesson.custom_id}", "lesson", self.model, usage, batch=True,
-                stop_reason="end_turn",
-            )  # fmt: skip
+                call_id, "lesson", self.model, usage, batch=True, stop_reason="end_turn"
+            )
             results.append(BatchResult(lesson.custom_id, call, text=text))
         return results
 
@@ -169,8 +199,38 @@ def _tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
 
-def lesson_markdown(topic: str, outline: Outline, index: int) -> str:
+def demo_quiz(course: CourseOutline, index: int) -> QuizResult:
+    """A plausible quiz of four questions on the lesson, its answers spread over the choices."""
+    plan = course.outline.lessons[index]
+    topic = course.topic
+    asks = (
+        (f"What should come first when you apply {topic}?",
+         ("Be clear about the goal", "Pick the most advanced technique",
+          "Skip straight to checking", "Copy someone else's result"),
+         "The lesson starts every piece of work from the goal: it decides everything else."),
+        (f"Why name the parts of {topic}?",
+         ("It looks professional", "Knowing each part's job tells you where a problem lives",
+          "It is required by law", "It makes the work slower"),
+         "Each part has a job, so a problem points to the part whose job failed."),
+        ("What is the best size for a first step?",
+         ("As large as possible", "It does not matter",
+          "The smallest one that shows a visible result", "Whatever takes a full day"),
+         "A small step with a visible result can be checked at once."),
+        (f"What does this lesson, {plan.title!r}, cover?",
+         ("Nothing in particular", "Only history", "Only vocabulary", plan.description),
+         "That is what the outline says this lesson teaches."),
+    )  # fmt: skip
+    return QuizResult(
+        tuple(
+            QuizQuestion(question, choices, right, why)
+            for (question, choices, why), right in zip(asks, (0, 1, 2, 3), strict=True)
+        )
+    )
+
+
+def lesson_markdown(course: CourseOutline, index: int, instructions: str = "") -> str:
     """A deterministic lesson: heading, explanation, example, exercise, summary."""
+    outline, topic, options = course.outline, course.topic, course.options
     plan = outline.lessons[index]
     seed = int.from_bytes(hashlib.sha256(f"{topic}\n{index}".encode()).digest()[:4], "big")
     opener = _OPENERS[seed % len(_OPENERS)].format(t=topic)
@@ -178,6 +238,14 @@ def lesson_markdown(topic: str, outline: Outline, index: int) -> str:
         f"Last lesson, *{outline.lessons[index - 1].title}*, gave us the ground to stand on."
         if index
         else "This is the first lesson, so we assume nothing."
+    )
+    asked = "".join(
+        f"; {label}: “{text}”"
+        for label, text in (
+            ("course instructions", options.instructions),
+            ("for this version", instructions),
+        )
+        if text
     )
     after = (
         f"Next comes **{outline.lessons[index + 1].title}**."
@@ -187,6 +255,7 @@ def lesson_markdown(topic: str, outline: Outline, index: int) -> str:
     return f"""## {plan.title}
 
 > Demo content: written offline by coursegen's demo provider, not by a model.
+> Asked for: {options.level.value} level, in {options.language}{asked}.
 
 {opener} {before} {plan.description}
 

@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from anthropic.types import TextBlockParam
 
-from coursegen.domain import Outline
+from coursegen.domain import CourseOptions, CourseOutline, Level
 
 OUTLINE_TOOL = "record_course_outline"
+QUIZ_TOOL = "record_lesson_quiz"
+_LEVELS = {
+    Level.BEGINNER: "beginners: assume no background in the subject",
+    Level.INTERMEDIATE: "intermediate learners who know the basics and want depth and practice",
+    Level.ADVANCED: "advanced learners: skip the basics; go for nuance, edge cases and "
+    "expert practice",
+}
 
 SYSTEM = (
     "You are an expert teacher who writes clear, accurate and engaging online courses. "
@@ -102,51 +109,104 @@ Level and audience
 """
 
 
-def outline_prompt(topic: str, lessons: int | None) -> str:
+def _options(options: CourseOptions) -> str:
+    """The person's wishes for the course, as every prompt of the course states them."""
+    lines = [
+        f"Audience level: {_LEVELS[options.level]}",
+        f"Language: write everything in {options.language}",
+    ]
+    if options.instructions:
+        lines.append(f"Instructions from the course author: {options.instructions}")
+    return "\n".join(lines) + "\n"
+
+
+def outline_prompt(topic: str, lessons: int | None, options: CourseOptions) -> str:
     count = f"exactly {lessons}" if lessons else "between 4 and 10, as the topic needs"
     return (
         "Plan an online course.\n"
         f"Topic: {topic}\n"
-        f"Lessons: {count}\n\n"
-        "Take the learner from the basics to confident practical use. Give the course a "
-        "clear title and a one-paragraph description, then its lessons in teaching order, "
-        "each with a short title and one sentence on what it teaches. Record the outline "
-        f"with the {OUTLINE_TOOL} tool."
+        f"Lessons: {count}\n"
+        f"{_options(options)}\n"
+        "Take the learner from where the level puts them to confident practical use. Give "
+        "the course a clear title and a one-paragraph description, then its lessons in "
+        "teaching order, each with a short title and one sentence on what it teaches, all "
+        f"in the course's language. Record the outline with the {OUTLINE_TOOL} tool."
     )
 
 
-def course_block(topic: str, outline: Outline) -> str:
+def course_block(course: CourseOutline) -> str:
     """The course as every lesson prompt shows it: the end of the cached prefix."""
+    outline = course.outline
     listing = "\n".join(
         f"{number}. {lesson.title}: {lesson.description}"
         for number, lesson in enumerate(outline.lessons, start=1)
     )
     return (
         f'The course: "{outline.title}"\n'
-        f"Topic: {topic}\n"
-        f"About the course: {outline.description}\n\n"
+        f"Topic: {course.topic}\n"
+        f"About the course: {outline.description}\n"
+        f"{_options(course.options)}\n"
         f"The whole outline:\n{listing}\n"
     )
 
 
-def lesson_system(topic: str, outline: Outline) -> list[TextBlockParam]:
+def lesson_system(course: CourseOutline) -> list[TextBlockParam]:
     """The system prompt of a lesson call: byte-identical for every lesson of a course."""
     return [
         {"type": "text", "text": GUIDELINES},
-        {
-            "type": "text",
-            "text": course_block(topic, outline),
-            "cache_control": {"type": "ephemeral"},
-        },
+        {"type": "text", "text": course_block(course), "cache_control": {"type": "ephemeral"}},
     ]
 
 
-def lesson_prompt(outline: Outline, index: int) -> str:
+def lesson_prompt(course: CourseOutline, index: int, instructions: str = "") -> str:
     """What is particular to one lesson: it follows the cached prefix."""
+    outline = course.outline
     plan = outline.lessons[index]
+    extra = (
+        f"Instructions for this version of the lesson: {instructions}\n\n" if instructions else ""
+    )
     return (
         f"Lesson {index + 1} of {len(outline.lessons)}: {plan.title}\n"
         f"What it teaches: {plan.description}\n\n"
+        f"{extra}"
         "Write this lesson now, following the guidelines. Start with a level-2 heading "
         "holding the lesson title."
+    )
+
+
+QUIZ_GUIDELINES = """\
+You write the short quiz that closes one lesson of an online course. The course and its
+outline follow; the lesson's own text comes last.
+
+- Write 3 to 5 multiple-choice questions that check understanding of this lesson's key
+  ideas, not trivia, and only what the lesson itself teaches.
+- Each question has 2 to 6 choices with exactly one correct answer. Wrong choices are
+  plausible: the misunderstandings a learner at this level actually has.
+- Vary the position of the correct answer.
+- The explanation says in one or two sentences why the answer is right, and where it
+  helps, why a tempting wrong choice is wrong.
+- Write questions, choices and explanations in the course's language, at its level.
+- Record the quiz with the record_lesson_quiz tool; `answer` is the index of the correct
+  choice, counting from 0.
+"""
+
+
+def quiz_system(course: CourseOutline) -> list[TextBlockParam]:
+    """The system prompt of a quiz call: the same for every quiz of a course (cached)."""
+    return [
+        {
+            "type": "text",
+            "text": f"{QUIZ_GUIDELINES}\nHow the lessons of this course were written:\n\n"
+            f"{GUIDELINES}",
+        },
+        {"type": "text", "text": course_block(course), "cache_control": {"type": "ephemeral"}},
+    ]
+
+
+def quiz_prompt(course: CourseOutline, index: int, text: str) -> str:
+    plan = course.outline.lessons[index]
+    return (
+        f"Lesson {index + 1} of {len(course.outline.lessons)}: {plan.title}\n\n"
+        f"The lesson's text:\n\n{text}\n\n"
+        f"Write the quiz for this lesson with the {QUIZ_TOOL} tool."
     )

@@ -6,9 +6,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from coursegen.domain import (
+    DEFAULT_OPTIONS,
     ClaimedLesson,
+    ClaimedQuiz,
     Course,
     CourseListItem,
+    CourseOptions,
     CourseOutline,
     Event,
     JobSnapshot,
@@ -19,7 +22,10 @@ from coursegen.domain import (
     ModelCall,
     Outline,
     Progress,
+    QuizQuestion,
+    QuizStatus,
     Usage,
+    Version,
 )
 
 # Events read from the log at once, at most.
@@ -91,22 +97,31 @@ def summary_of(row: Row, usage: Usage | None = None) -> LessonSummary:
         content_status=LessonStatus(row["content_status"]),
         content_error=row["content_error"],
         usage=usage,
+        quiz_status=QuizStatus(row["quiz_status"]),
     )
 
 
 def job_after(
-    job: Row, total: int, completed: int, failed: int, *, reopen: bool, now: str
+    job: Row,
+    total: int,
+    completed: int,
+    failed: int,
+    *,
+    reopen: bool,
+    now: str,
+    busy: bool = False,
 ) -> tuple[dict[str, Any], bool, bool]:
     """The job row once its counters follow its lessons' statuses, and its status them.
 
     Returns the new row and whether its counters and whether its status changed. The
-    same rule on every engine: the counters always equal the lessons' statuses.
+    same rule on every engine: the counters always equal the lessons' statuses, and a
+    job with quizzes still to write (`busy`) is not finished.
     """
     new = {key: job[key] for key in JOB_FIELDS}
     new.update(total_lessons=total, completed_lessons=completed, failed_lessons=failed)
     if reopen and job["status"] != JobStatus.RUNNING:
         new.update(status=JobStatus.RUNNING.value, completed_at=None, error_message=None)
-    elif job["status"] == JobStatus.RUNNING and completed + failed == total:
+    elif job["status"] == JobStatus.RUNNING and completed + failed == total and not busy:
         new.update(
             status=(JobStatus.ERROR if failed else JobStatus.COMPLETE).value,
             completed_at=now,
@@ -137,6 +152,7 @@ class Store(Protocol):
         outline: Outline,
         *,
         mode: str = "stream",
+        options: CourseOptions = DEFAULT_OPTIONS,
         outline_call: ModelCall | None = None,
         idempotency: tuple[str, str] | None = None,
     ) -> tuple[Course, bool]: ...
@@ -167,15 +183,57 @@ class Store(Protocol):
     ) -> None: ...
     async def fail_job(self, job_id: str, message: str) -> None: ...
     async def requeue_in_flight(self) -> list[str]: ...
-    async def renew_leases(self, lessons: list[tuple[int, int]]) -> set[int]: ...
+    async def renew_leases(self, held: list[tuple[int, int, bool]]) -> set[tuple[int, bool]]: ...
+
+    # -- quizzes
+    async def claim_next_quiz(self, job_id: str) -> ClaimedQuiz | None: ...
+    async def finish_quiz(
+        self,
+        job_id: str,
+        lesson_id: int,
+        attempt: int,
+        *,
+        quiz: tuple[QuizQuestion, ...] | None = None,
+        error: str | None = None,
+        calls: list[ModelCall] | None = None,
+    ) -> bool: ...
+    async def retry_quiz(self, lesson_id: int) -> str: ...
+    async def requeue_quiz(
+        self, job_id: str, lesson_id: int, attempt: int, calls: list[ModelCall]
+    ) -> None: ...
+
+    # -- the author's edits
+    async def edit_lesson(
+        self,
+        lesson_id: int,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        content: str | None = None,
+        position: int | None = None,
+        source: str = "edited",
+    ) -> str: ...
+    async def add_lesson(
+        self, course_id: int, title: str, description: str, position: int | None
+    ) -> tuple[int, str]: ...
+    async def remove_lesson(self, lesson_id: int) -> str: ...
+    async def restore_version(self, lesson_id: int, number: int) -> str: ...
+    async def versions(self, lesson_id: int) -> list[Version] | None: ...
+    async def version(self, lesson_id: int, number: int) -> Version | None: ...
 
     # -- batch mode
     async def claim_for_batch(self, job_id: str) -> list[ClaimedLesson]: ...
+    async def claim_quizzes_for_batch(self, job_id: str) -> list[ClaimedQuiz]: ...
     async def attach_batch(
-        self, batch_id: str, job_id: str, course_id: int, lessons: list[ClaimedLesson]
+        self,
+        batch_id: str,
+        job_id: str,
+        course_id: int,
+        lessons: list[ClaimedLesson],
+        quizzes: list[ClaimedQuiz] | None = None,
     ) -> None: ...
     async def open_batches(self) -> list[tuple[str, str, int]]: ...
-    async def batch_lessons(self, batch_id: str) -> list[tuple[int, int]]: ...
+    async def batch_lessons(self, batch_id: str) -> list[tuple[int, int, str | None]]: ...
     async def end_batch(self, batch_id: str) -> None: ...
 
     # -- the text of lessons being written, between nodes (a shared database only)
@@ -192,7 +250,7 @@ class Store(Protocol):
     # -- the user's actions
     async def prioritize(self, lesson_id: int) -> LessonStatus: ...
     async def cancel_job(self, job_id: str) -> Progress: ...
-    async def retry_lesson(self, lesson_id: int) -> str: ...
+    async def retry_lesson(self, lesson_id: int, instructions: str = "") -> str: ...
     async def retry_job(self, job_id: str) -> int: ...
     async def delete_course(self, course_id: int) -> None: ...
 

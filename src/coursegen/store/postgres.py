@@ -126,6 +126,10 @@ class PostgresStore(SqlStore):
         "(l.content_status = 'pending' OR (l.content_status = 'generating' "
         "AND l.lease_until < clock_timestamp()))"
     )
+    _QUIZ_CLAIMABLE = (
+        "(l.quiz_status = 'pending' OR (l.quiz_status = 'generating' "
+        "AND l.lease_until < clock_timestamp()))"
+    )
 
     def __init__(
         self,
@@ -349,29 +353,34 @@ class PostgresStore(SqlStore):
         """
         await txn.execute("SELECT pg_advisory_xact_lock(?)", (_CLUSTER_CLAIM_LOCK,))
         row = await txn.fetchone(
-            "SELECT count(*) AS n FROM lessons WHERE content_status = 'generating' "
-            "AND lease_until >= clock_timestamp()"
+            "SELECT count(*) AS n FROM lessons WHERE (content_status = 'generating' "
+            "OR quiz_status = 'generating') AND lease_until >= clock_timestamp()"
         )
         assert row is not None and self._cluster_limit is not None
         return int(row["n"]) >= self._cluster_limit
 
-    async def renew_leases(self, lessons: list[tuple[int, int]]) -> set[int]:
-        """Extend this node's claims; the ids it no longer holds (taken over, cancelled)."""
-        if not lessons:
+    async def renew_leases(self, held: list[tuple[int, int, bool]]) -> set[tuple[int, bool]]:
+        """Extend this node's claims (a lesson's text, or its quiz); those it no longer
+        holds (taken over, cancelled, superseded)."""
+        if not held:
             return set()
         async with self._pool.acquire() as conn:
             kept = await conn.fetch(
                 "UPDATE lessons SET lease_until = clock_timestamp() + make_interval(secs => $1) "
-                "FROM unnest($2::bigint[], $3::int[]) AS held(id, attempt) "
-                "WHERE lessons.id = held.id AND lessons.attempt = held.attempt "
-                "AND lessons.node = $4 AND lessons.content_status = 'generating' "
-                "RETURNING lessons.id",
+                "FROM unnest($2::bigint[], $3::int[], $4::bool[]) AS held(id, attempt, quiz) "
+                "WHERE lessons.id = held.id AND lessons.node = $5 AND CASE WHEN held.quiz "
+                "THEN lessons.quiz_attempt = held.attempt AND lessons.quiz_status = 'generating' "
+                "ELSE lessons.attempt = held.attempt AND lessons.content_status = 'generating' "
+                "END RETURNING lessons.id, held.quiz",
                 self._lease,
-                [lesson_id for lesson_id, _ in lessons],
-                [attempt for _, attempt in lessons],
+                [lesson_id for lesson_id, _, _ in held],
+                [attempt for _, attempt, _ in held],
+                [quiz for _, _, quiz in held],
                 self.node,
             )
-        return {lesson_id for lesson_id, _ in lessons} - {row["id"] for row in kept}
+        return {(lesson_id, quiz) for lesson_id, _, quiz in held} - {
+            (row["id"], row["quiz"]) for row in kept
+        }
 
     async def job_snapshot(self, job_id: str) -> JobSnapshot | None:
         async def work(txn: Transaction) -> JobSnapshot | None:
@@ -385,7 +394,8 @@ class PostgresStore(SqlStore):
             if job is None:
                 return None
             lessons = await txn.fetchall(
-                "SELECT id, position, title, description, content_status, content_error "
+                "SELECT id, position, title, description, content_status, content_error, "
+                "quiz_status "
                 "FROM lessons WHERE course_id = ? ORDER BY position, id",
                 (job["course_id"],),
             )

@@ -9,20 +9,27 @@ from typing import Any
 from coursegen.domain import (
     Course,
     CourseListItem,
+    CourseOptions,
     CourseOutline,
     Event,
     JobSnapshot,
     Lesson,
     LessonPlan,
     LessonStatus,
+    Level,
     Outline,
     Progress,
+    QuizQuestion,
+    QuizStatus,
     Usage,
+    Version,
 )
-from coursegen.store.base import USAGE_SUMS, progress_of, summary_of, usage_of
+from coursegen.store.base import USAGE_SUMS, Row, progress_of, summary_of, usage_of
 from coursegen.store.transaction import JOB_COLUMNS, LATEST_JOB, Transaction
 
 IDEMPOTENCY_TTL = 24 * 3600
+# A course's options, as columns of `courses` (or of its alias, given as "c.").
+OPTION_COLUMNS = "{a}level, {a}language, {a}instructions, {a}quizzes"
 # USAGE_SUMS as one JSON object, for statements that read everything at once (SQLite).
 _USAGE_JSON = (
     "'input_tokens', coalesce(sum(input_tokens), 0), "
@@ -37,7 +44,8 @@ async def list_courses(txn: Transaction) -> tuple[list[CourseListItem], int]:
     """Every course, newest first, with its lesson count and job; and the newest event id."""
     rows = await txn.fetchall(
         "SELECT c.id, c.topic, c.title, coalesce(c.description, '') AS description, c.created_at, "
-        "c.mode, (SELECT count(*) FROM lessons l WHERE l.course_id = c.id) AS lesson_count, "
+        f"c.mode, {OPTION_COLUMNS.format(a='c.')}, "
+        "(SELECT count(*) FROM lessons l WHERE l.course_id = c.id) AS lesson_count, "
         f"{LATEST_JOB.format(course='c.id')} AS job_id FROM courses c ORDER BY c.id DESC"
     )
     spent = {
@@ -64,6 +72,7 @@ async def list_courses(txn: Transaction) -> tuple[list[CourseListItem], int]:
             job=jobs.get(row["job_id"]),
             mode=row["mode"],
             usage=spent.get(row["id"], Usage()),
+            options=options_of(row),
         )
         for row in rows
     ]
@@ -74,6 +83,7 @@ async def course_view(txn: Transaction, course_id: int) -> Course | None:
     """A course with its newest job and its lessons in course order."""
     course = await txn.fetchone(
         "SELECT id, topic, title, coalesce(description, '') AS description, created_at, mode, "
+        f"{OPTION_COLUMNS.format(a='')}, "
         f"{LATEST_JOB.format(course='courses.id')} AS job_id FROM courses WHERE id = ?",
         (course_id,),
     )
@@ -81,7 +91,7 @@ async def course_view(txn: Transaction, course_id: int) -> Course | None:
         return None
     lessons = await txn.fetchall(
         "SELECT id, position, title, coalesce(description, '') AS description, content_status, "
-        "content_error FROM lessons WHERE course_id = ? ORDER BY position, id",
+        "content_error, quiz_status FROM lessons WHERE course_id = ? ORDER BY position, id",
         (course_id,),
     )
     by_lesson = {
@@ -104,6 +114,7 @@ async def course_view(txn: Transaction, course_id: int) -> Course | None:
         lessons=tuple(summary_of(row, by_lesson.get(row["id"], Usage())) for row in lessons),
         mode=course["mode"],
         usage=spent,
+        options=options_of(course),
     )
 
 
@@ -112,6 +123,7 @@ async def lesson_view(txn: Transaction, lesson_id: int) -> Lesson | None:
     row = await txn.fetchone(
         "SELECT id, course_id, position, title, coalesce(description, '') AS description, "
         "content, content_status, content_error, updated_at, attempt, model, stop_reason, "
+        "quiz_status, quiz, quiz_error, "
         f"duration_ms, {LATEST_JOB.format(course='lessons.course_id')} AS job_id, u.* "
         "FROM lessons, "
         # An aggregate with no GROUP BY: always one row, zeros for a lesson with no calls.
@@ -137,6 +149,9 @@ async def lesson_view(txn: Transaction, lesson_id: int) -> Lesson | None:
         model=row["model"],
         stop_reason=row["stop_reason"],
         duration_ms=row["duration_ms"],
+        quiz_status=QuizStatus(row["quiz_status"]),
+        quiz=None if row["quiz"] is None else _questions(row["quiz"]),
+        quiz_error=row["quiz_error"],
     )
 
 
@@ -171,7 +186,8 @@ async def job_snapshot(txn: Transaction, job_id: str) -> JobSnapshot | None:
         "(SELECT coalesce(max(e.id), 0) FROM events e WHERE e.job_id = j.id) AS newest, "
         "(SELECT json_group_array(json_object('id', l.id, 'position', l.position, "
         "'title', l.title, 'description', coalesce(l.description, ''), "
-        "'content_status', l.content_status, 'content_error', l.content_error)) "
+        "'content_status', l.content_status, 'content_error', l.content_error, "
+        "'quiz_status', l.quiz_status)) "
         "FROM lessons l WHERE l.course_id = j.course_id) AS lessons, "
         f"(SELECT json_object({_USAGE_JSON}) FROM model_calls m "
         "WHERE m.course_id = j.course_id) AS usage "
@@ -191,8 +207,8 @@ async def job_snapshot(txn: Transaction, job_id: str) -> JobSnapshot | None:
 async def course_outline(txn: Transaction, job_id: str) -> CourseOutline | None:
     """The topic and outline of a job's course, for the lesson prompts."""
     course = await txn.fetchone(
-        "SELECT c.id, c.topic, c.title, coalesce(c.description, '') AS description, c.mode "
-        "FROM courses c "
+        "SELECT c.id, c.topic, c.title, coalesce(c.description, '') AS description, c.mode, "
+        f"{OPTION_COLUMNS.format(a='c.')} FROM courses c "
         "JOIN content_generation_jobs j ON j.course_id = c.id WHERE j.id = ?",
         (job_id,),
     )
@@ -214,6 +230,7 @@ async def course_outline(txn: Transaction, job_id: str) -> CourseOutline | None:
         tuple(row["id"] for row in lessons),
         course_id=course["id"],
         mode=course["mode"],
+        options=options_of(course),
     )
 
 
@@ -258,3 +275,41 @@ async def idempotent_answer(txn: Transaction, key: str) -> tuple[str, dict[str, 
         (key, time.time() - IDEMPOTENCY_TTL),
     )
     return (row["fingerprint"], json.loads(row["response"])) if row else None
+
+
+def options_of(row: Row) -> CourseOptions:
+    """A course row's OPTION_COLUMNS."""
+    return CourseOptions(
+        Level(row["level"]), row["language"], row["instructions"], bool(row["quizzes"])
+    )
+
+
+def _questions(data: str) -> tuple[QuizQuestion, ...]:
+    return tuple(QuizQuestion.from_json(question) for question in json.loads(data))
+
+
+async def versions(txn: Transaction, lesson_id: int) -> list[Version] | None:
+    """Every version of a lesson, newest first; None if there is no such lesson."""
+    if await txn.fetchone("SELECT id FROM lessons WHERE id = ?", (lesson_id,)) is None:
+        return None
+    rows = await txn.fetchall(
+        "SELECT version, created_at, source, instructions, content FROM lesson_versions "
+        "WHERE lesson_id = ? ORDER BY version DESC",
+        (lesson_id,),
+    )
+    return [_version(row) for row in rows]
+
+
+async def version(txn: Transaction, lesson_id: int, number: int) -> Version | None:
+    row = await txn.fetchone(
+        "SELECT version, created_at, source, instructions, content FROM lesson_versions "
+        "WHERE lesson_id = ? AND version = ?",
+        (lesson_id, number),
+    )
+    return _version(row) if row else None
+
+
+def _version(row: Row) -> Version:
+    return Version(
+        row["version"], row["created_at"], row["source"], row["instructions"], row["content"]
+    )

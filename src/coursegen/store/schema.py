@@ -22,7 +22,18 @@ _COLUMNS_ADDED_LATER = (
     ("lessons", "stop_reason", "TEXT"),
     ("lessons", "duration_ms", "INTEGER"),
     ("lessons", "batch_id", "TEXT"),
-)
+    ("courses", "level", "TEXT NOT NULL DEFAULT 'beginner' "
+     "CHECK (level IN ('beginner', 'intermediate', 'advanced'))"),
+    ("courses", "language", "TEXT NOT NULL DEFAULT 'English'"),
+    ("courses", "instructions", "TEXT NOT NULL DEFAULT ''"),
+    ("courses", "quizzes", "INTEGER NOT NULL DEFAULT 1"),
+    ("lessons", "instructions", "TEXT"),
+    ("lessons", "quiz_status", "TEXT NOT NULL DEFAULT 'none' "
+     "CHECK (quiz_status IN ('none', 'pending', 'generating', 'complete', 'error'))"),
+    ("lessons", "quiz", "TEXT"),
+    ("lessons", "quiz_error", "TEXT"),
+    ("lessons", "quiz_attempt", "INTEGER NOT NULL DEFAULT 0"),
+)  # fmt: skip
 # Indexes on columns added later: made once those columns exist.
 _INDEXES_ADDED_LATER = (
     "CREATE INDEX IF NOT EXISTS lessons_by_priority ON lessons(priority) "

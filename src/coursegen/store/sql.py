@@ -15,9 +15,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from coursegen.domain import (
+    DEFAULT_OPTIONS,
     ClaimedLesson,
+    ClaimedQuiz,
     Course,
     CourseListItem,
+    CourseOptions,
     CourseOutline,
     Event,
     JobSnapshot,
@@ -26,13 +29,21 @@ from coursegen.domain import (
     ModelCall,
     Outline,
     Progress,
+    QuizQuestion,
     Usage,
+    Version,
 )
-from coursegen.errors import Conflict, NotFound
+from coursegen.errors import BadRequest, Conflict, NotFound
 from coursegen.store import queries
-from coursegen.store.base import EVENT_PAGE, USAGE_SUMS, usage_of
+from coursegen.store.base import EVENT_PAGE, USAGE_SUMS, Row, usage_of
 from coursegen.store.queries import IDEMPOTENCY_TTL
-from coursegen.store.transaction import LATEST_JOB, LESSON_CHANGE, Transaction, utcnow
+from coursegen.store.transaction import (
+    LATEST_JOB,
+    LESSON_CHANGE,
+    QUIZ_CHANGE,
+    Transaction,
+    utcnow,
+)
 
 T = TypeVar("T")
 
@@ -43,6 +54,7 @@ class SqlStore(abc.ABC):
     shared = False  # whether other processes write the database too
     # A lesson a runner may claim (`l` is the lessons table), and how the claim locks it.
     _CLAIMABLE = "l.content_status = 'pending'"
+    _QUIZ_CLAIMABLE = "l.quiz_status = 'pending'"
     _CLAIM_LOCK = ""  # one writer at a time owns an unshared database
     # More columns set once a lesson is in a Message Batch (`, column = value`...).
     _UNLEASE = ""
@@ -63,8 +75,9 @@ class SqlStore(abc.ABC):
         parameters. One process owns a SQLite file: every lesson is its own."""
         return "", ()
 
-    async def renew_leases(self, lessons: list[tuple[int, int]]) -> set[int]:
-        """Extend the claims on these (lesson id, attempt); the ids whose claim was lost.
+    async def renew_leases(self, held: list[tuple[int, int, bool]]) -> set[tuple[int, bool]]:
+        """Extend the claims on these (lesson id, attempt, whether it is the quiz); the
+        (lesson id, quiz) whose claim was lost.
 
         Nothing to do where one process owns the database: no claim can be lost.
         """
@@ -90,6 +103,7 @@ class SqlStore(abc.ABC):
         outline: Outline,
         *,
         mode: str = "stream",
+        options: CourseOptions = DEFAULT_OPTIONS,
         outline_call: ModelCall | None = None,
         idempotency: tuple[str, str] | None = None,
     ) -> tuple[Course, bool]:
@@ -111,9 +125,19 @@ class SqlStore(abc.ABC):
                 if stored:
                     return Course.from_json(stored[1]), False
             inserted = await txn.fetchone(
-                "INSERT INTO courses (topic, title, description, created_at, mode) "
-                "VALUES (?, ?, ?, ?, ?) RETURNING id",
-                (topic, outline.title, outline.description, now, mode),
+                "INSERT INTO courses (topic, title, description, created_at, mode, level, "
+                "language, instructions, quizzes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    topic,
+                    outline.title,
+                    outline.description,
+                    now,
+                    mode,
+                    options.level.value,
+                    options.language,
+                    options.instructions,
+                    int(options.quizzes),
+                ),
             )
             assert inserted is not None
             course_id: int = inserted["id"]
@@ -173,16 +197,17 @@ class SqlStore(abc.ABC):
                 " (SELECT l.id FROM lessons l JOIN content_generation_jobs j "
                 "  ON j.course_id = l.course_id WHERE j.id = ? AND j.status = 'running' "
                 f"  AND {self._CLAIMABLE} ORDER BY l.position, l.id LIMIT 1{lock})) "
-                f"{LESSON_CHANGE}, attempt, {LATEST_JOB.format(course='lessons.course_id')} "
-                "AS job_id",
+                f"{LESSON_CHANGE}, attempt, instructions, "
+                f"{LATEST_JOB.format(course='lessons.course_id')} AS job_id",
                 (*params, utcnow(), job_id),
             )
             if row is None:
                 return None
             txn.lesson_changed(row["job_id"], row["course_id"], row)
             return ClaimedLesson(
-                row["id"], row["position"], row["attempt"], row["job_id"], row["course_id"]
-            )
+                row["id"], row["position"], row["attempt"], row["job_id"], row["course_id"],
+                row["instructions"] or "",
+            )  # fmt: skip
 
         return await self._write(work)
 
@@ -250,18 +275,33 @@ class SqlStore(abc.ABC):
             await txn.lock_job(job_id)
             if calls:
                 await _record_calls(txn, calls)
+            complete = error is None
+            # What this attempt was asked for goes with its version; the UPDATE clears it.
+            before = await txn.fetchone(
+                "SELECT instructions FROM lessons WHERE id = ? AND attempt = ?",
+                (lesson_id, attempt),
+            )
+            asked = before["instructions"] if before else None
             row = await txn.fetchone(
                 "UPDATE lessons SET content_status = ?, content = ?, content_error = ?, "
-                "model = ?, stop_reason = ?, duration_ms = ?, batch_id = NULL, updated_at = ? "
+                "model = ?, stop_reason = ?, duration_ms = ?, batch_id = NULL, updated_at = ?, "
+                "instructions = NULL, quiz = NULL, quiz_error = NULL, quiz_status = CASE "
+                # A complete text gets its quiz, written next (when the course has quizzes).
+                " WHEN ? AND (SELECT quizzes FROM courses c WHERE c.id = lessons.course_id) = 1 "
+                " THEN 'pending' ELSE 'none' END "
                 "WHERE id = ? AND attempt = ? AND content_status = 'generating' "
-                f"{LESSON_CHANGE}",
-                ("complete" if error is None else "error", content, error, model, stop_reason,
-                 duration_ms, utcnow(), lesson_id, attempt),
+                f"{LESSON_CHANGE}, quiz_status, quiz_error",
+                ("complete" if complete else "error", content, error, model, stop_reason,
+                 duration_ms, utcnow(), complete, lesson_id, attempt),
             )  # fmt: skip
             if row is None:
                 return False
+            if complete and content is not None:
+                await _add_version(txn, lesson_id, "generated", content, asked)
             spent = await txn.usage(lesson_id=lesson_id)
             txn.lesson_changed(job_id, row["course_id"], row, spent)
+            if row["quiz_status"] == "pending":
+                txn.quiz_changed(job_id, row["course_id"], row)
             await txn.refresh_job(job_id)
             return True
 
@@ -305,6 +345,15 @@ class SqlStore(abc.ABC):
             for row in sorted(rows, key=lambda r: r["id"]):
                 if row["job_id"] is not None:
                     txn.lesson_changed(row["job_id"], row["course_id"], row)
+            quizzes = await txn.fetchall(
+                "UPDATE lessons SET quiz_status = 'pending' "
+                f"WHERE quiz_status = 'generating' AND batch_id IS NULL{mine} "
+                f"{QUIZ_CHANGE}, {LATEST_JOB.format(course='lessons.course_id')} AS job_id",
+                params,
+            )
+            for row in sorted(quizzes, key=lambda r: r["id"]):
+                if row["job_id"] is not None:
+                    txn.quiz_changed(row["job_id"], row["course_id"], row)
             running = await txn.fetchall(
                 "SELECT id FROM content_generation_jobs WHERE status = 'running' "
                 "ORDER BY started_at, rowid"
@@ -341,14 +390,22 @@ class SqlStore(abc.ABC):
             )
             for row in sorted(rows, key=lambda r: r["position"]):
                 txn.lesson_changed(job_id, job["course_id"], row)
+            quizzes = await txn.fetchall(
+                "UPDATE lessons SET quiz_status = 'pending', batch_id = NULL "
+                f"WHERE course_id = ? AND quiz_status = 'generating' {QUIZ_CHANGE}",
+                (job["course_id"],),
+            )
+            for row in quizzes:
+                txn.quiz_changed(job_id, job["course_id"], row)
             progress = await txn.refresh_job(job_id)
             txn.emit("job", progress.to_json(), job_id=job_id, course_id=job["course_id"])
             return progress
 
         return await self._write(work)
 
-    async def retry_lesson(self, lesson_id: int) -> str:
-        """Queue a failed (or complete) lesson again; its job runs again. Returns the job id."""
+    async def retry_lesson(self, lesson_id: int, instructions: str = "") -> str:
+        """Queue a failed (or complete) lesson again, with `instructions` for that attempt
+        only; its job runs again. Returns the job id."""
 
         async def work(txn: Transaction) -> str:
             lesson = await txn.fetchone(
@@ -360,12 +417,15 @@ class SqlStore(abc.ABC):
             if lesson is None or lesson["job_id"] is None:
                 raise NotFound("no such lesson")
             await txn.lock_job(lesson["job_id"])
+            # Its quiz belongs to the text being replaced: a quiz call in flight is fenced
+            # off by the bumped quiz_attempt.
             row = await txn.fetchone(
                 "UPDATE lessons SET content_status = 'pending', content = NULL, "
-                "content_error = NULL, updated_at = ? "
+                "content_error = NULL, updated_at = ?, instructions = ?, quiz_status = 'none', "
+                "quiz = NULL, quiz_error = NULL, quiz_attempt = quiz_attempt + 1 "
                 "WHERE id = ? AND content_status IN ('error', 'complete') "
                 f"{LESSON_CHANGE}",
-                (utcnow(), lesson_id),
+                (utcnow(), instructions or None, lesson_id),
             )
             if row is None:
                 raise Conflict(
@@ -395,11 +455,18 @@ class SqlStore(abc.ABC):
                 f"{LESSON_CHANGE}",
                 (utcnow(), job["course_id"]),
             )
-            retried = len(rows)
+            quizzes = await txn.fetchall(
+                "UPDATE lessons SET quiz_status = 'pending', quiz_error = NULL "
+                f"WHERE course_id = ? AND quiz_status = 'error' {QUIZ_CHANGE}",
+                (job["course_id"],),
+            )
+            for row in quizzes:
+                txn.quiz_changed(job_id, job["course_id"], row)
+            retried = len(rows) + len(quizzes)
             if job["status"] == "cancelled":
                 waiting = await txn.fetchone(
                     "SELECT count(*) AS n FROM lessons WHERE course_id = ? "
-                    "AND content_status = 'pending'",
+                    "AND (content_status = 'pending' OR quiz_status = 'pending')",
                     (job["course_id"],),
                 )
                 assert waiting is not None
@@ -420,6 +487,11 @@ class SqlStore(abc.ABC):
             if await txn.fetchone("SELECT id FROM courses WHERE id = ?", (course_id,)) is None:
                 raise NotFound("no such course")
             # Children first, explicitly: older databases' foreign keys do not cascade.
+            await txn.execute(
+                "DELETE FROM lesson_versions WHERE lesson_id IN "
+                "(SELECT id FROM lessons WHERE course_id = ?)",
+                (course_id,),
+            )
             for table in (
                 "events",
                 "model_calls",
@@ -467,6 +539,272 @@ class SqlStore(abc.ABC):
 
         await self._write(work)
 
+    # -- quizzes ---------------------------------------------------------------------
+
+    async def claim_next_quiz(self, job_id: str) -> ClaimedQuiz | None:
+        """Move the job's first lesson whose quiz waits to a quiz `generating`."""
+        claim, params = self._claim()
+        lock = self._CLAIM_LOCK
+
+        async def work(txn: Transaction) -> ClaimedQuiz | None:
+            if not await self._may_claim(txn):
+                return None
+            row = await txn.fetchone(
+                "UPDATE lessons SET quiz_status = 'generating', quiz_error = NULL, "
+                f"quiz_attempt = quiz_attempt + 1{claim} WHERE id = "
+                " (SELECT l.id FROM lessons l JOIN content_generation_jobs j "
+                "  ON j.course_id = l.course_id WHERE j.id = ? AND j.status = 'running' "
+                f"  AND l.content_status = 'complete' AND {self._QUIZ_CLAIMABLE} "
+                f"  ORDER BY l.position, l.id LIMIT 1{lock}) "
+                f"{QUIZ_CHANGE}, quiz_attempt, content",
+                (*params, job_id),
+            )
+            if row is None:
+                return None
+            txn.quiz_changed(job_id, row["course_id"], row)
+            return ClaimedQuiz(
+                row["id"], row["quiz_attempt"], job_id, row["course_id"], row["content"] or ""
+            )
+
+        return await self._write(work)
+
+    async def finish_quiz(
+        self,
+        job_id: str,
+        lesson_id: int,
+        attempt: int,
+        *,
+        quiz: tuple[QuizQuestion, ...] | None = None,
+        error: str | None = None,
+        calls: list[ModelCall] | None = None,
+    ) -> bool:
+        """Store a quiz (or why it failed), unless a newer attempt superseded this one.
+        A failed quiz never fails its lesson's text."""
+
+        async def work(txn: Transaction) -> bool:
+            await txn.lock_job(job_id)
+            if calls:
+                await _record_calls(txn, calls)
+            data = None if quiz is None else json.dumps([q.to_json() for q in quiz])
+            row = await txn.fetchone(
+                "UPDATE lessons SET quiz_status = ?, quiz = ?, quiz_error = ?, batch_id = NULL "
+                "WHERE id = ? AND quiz_attempt = ? AND quiz_status = 'generating' "
+                f"{QUIZ_CHANGE}",
+                ("complete" if error is None else "error", data, error, lesson_id, attempt),
+            )
+            if row is None:
+                return False
+            txn.quiz_changed(job_id, row["course_id"], row)
+            await txn.refresh_job(job_id)
+            return True
+
+        return await self._write(work)
+
+    async def retry_quiz(self, lesson_id: int) -> str:
+        """Write a lesson's quiz again; its job runs again. Returns the job id."""
+
+        async def work(txn: Transaction) -> str:
+            lesson = await self._lesson_for_edit(txn, lesson_id)
+            if not lesson["quizzes"]:
+                raise Conflict("this course has no quizzes")
+            if lesson["content_status"] != "complete":
+                raise Conflict("the quiz is written once the lesson's text is complete")
+            if lesson["quiz_status"] in ("pending", "generating"):
+                raise Conflict(f"the quiz is {lesson['quiz_status']} already")
+            row = await txn.fetchone(
+                "UPDATE lessons SET quiz_status = 'pending', quiz_error = NULL WHERE id = ? "
+                f"{QUIZ_CHANGE}",
+                (lesson_id,),
+            )
+            assert row is not None
+            job_id: str = lesson["job_id"]
+            txn.quiz_changed(job_id, row["course_id"], row)
+            await txn.refresh_job(job_id, reopen=True)
+            return job_id
+
+        return await self._write(work)
+
+    # -- the author's edits ---------------------------------------------------------
+
+    async def _lesson_for_edit(self, txn: Transaction, lesson_id: int) -> Row:
+        """The lesson with its course's options and job, its job locked; 404 if none."""
+        found = await txn.fetchone(
+            f"SELECT {LATEST_JOB.format(course='lessons.course_id')} AS job_id FROM lessons "
+            "WHERE id = ?",
+            (lesson_id,),
+        )
+        if found is None or found["job_id"] is None:
+            raise NotFound("no such lesson")
+        await txn.lock_job(found["job_id"])
+        row = await txn.fetchone(
+            "SELECT l.id, l.course_id, l.position, l.title, l.content_status, l.content_error, "
+            "l.quiz_status, c.quizzes, ? AS job_id FROM lessons l JOIN courses c "
+            "ON c.id = l.course_id WHERE l.id = ?",
+            (found["job_id"], lesson_id),
+        )
+        if row is None:
+            raise NotFound("no such lesson")
+        return row
+
+    async def edit_lesson(
+        self,
+        lesson_id: int,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        content: str | None = None,
+        position: int | None = None,
+        source: str = "edited",
+    ) -> str:
+        """Change a lesson by hand; a new text becomes a version and the lesson complete.
+        Returns the job id (it runs again when the new text needs a quiz)."""
+
+        async def work(txn: Transaction) -> str:
+            lesson = await self._lesson_for_edit(txn, lesson_id)
+            job_id: str = lesson["job_id"]
+            course_id: int = lesson["course_id"]
+            if content is not None and lesson["content_status"] in ("pending", "generating"):
+                raise Conflict(
+                    f"the lesson is {lesson['content_status']}: its text can be edited once "
+                    "it has been written (or cancel its job first)"
+                )
+            sets, params = [], []
+            if title is not None:
+                sets.append("title = ?")
+                params.append(title)
+            if description is not None:
+                sets.append("description = ?")
+                params.append(description)
+            reopen = False
+            if content is not None:
+                needs_quiz = bool(lesson["quizzes"])
+                sets.append(
+                    "content = ?, content_status = 'complete', content_error = NULL, "
+                    "stop_reason = NULL, quiz = NULL, quiz_error = NULL, "
+                    "quiz_attempt = quiz_attempt + 1, quiz_status = ?"
+                )
+                params += [content, "pending" if needs_quiz else "none"]
+                reopen = needs_quiz or lesson["content_status"] == "error"
+            if sets:
+                row = await txn.fetchone(
+                    f"UPDATE lessons SET {', '.join(sets)}, updated_at = ? WHERE id = ? "
+                    f"{LESSON_CHANGE}, quiz_status, quiz_error",
+                    (*params, utcnow(), lesson_id),
+                )
+                assert row is not None
+                if content is not None:
+                    await _add_version(txn, lesson_id, source, content, None)
+                txn.lesson_changed(job_id, course_id, row, change="edited")
+                if content is not None and row["quiz_status"] == "pending":
+                    txn.quiz_changed(job_id, course_id, row)
+            if position is not None:
+                await self._move(txn, job_id, course_id, lesson_id, lesson["position"], position)
+            await txn.refresh_job(job_id, reopen=reopen)
+            return job_id
+
+        return await self._write(work)
+
+    async def _move(
+        self, txn: Transaction, job_id: str, course_id: int, lesson_id: int, old: int, new: int
+    ) -> None:
+        count = await txn.fetchone(
+            "SELECT count(*) AS n FROM lessons WHERE course_id = ?", (course_id,)
+        )
+        assert count is not None
+        if not 1 <= new <= count["n"]:
+            raise BadRequest(f"position must be from 1 to {count['n']}")
+        if new == old:
+            return
+        # The lessons between the two places shift by one; positions stay 1..n.
+        step, low, high = (1, new, old - 1) if new < old else (-1, old + 1, new)
+        rows = await txn.fetchall(
+            "UPDATE lessons SET position = CASE WHEN id = ? THEN ? ELSE position + ? END "
+            "WHERE course_id = ? AND (id = ? OR position BETWEEN ? AND ?) "
+            f"{LESSON_CHANGE}",
+            (lesson_id, new, step, course_id, lesson_id, low, high),
+        )
+        for row in sorted(rows, key=lambda r: r["position"]):
+            txn.lesson_changed(job_id, course_id, row, change="moved")
+
+    async def add_lesson(
+        self, course_id: int, title: str, description: str, position: int | None
+    ) -> tuple[int, str]:
+        """A new pending lesson at `position` (default: last); its job runs again to write
+        it. Returns (lesson id, job id)."""
+
+        async def work(txn: Transaction) -> tuple[int, str]:
+            found = await txn.fetchone(
+                f"SELECT {LATEST_JOB.format(course='courses.id')} AS job_id FROM courses "
+                "WHERE id = ?",
+                (course_id,),
+            )
+            if found is None or found["job_id"] is None:
+                raise NotFound("no such course")
+            job_id: str = found["job_id"]
+            await txn.lock_job(job_id)
+            count = await txn.fetchone(
+                "SELECT count(*) AS n FROM lessons WHERE course_id = ?", (course_id,)
+            )
+            assert count is not None
+            last = count["n"] + 1
+            at = last if position is None else position
+            if not 1 <= at <= last:
+                raise BadRequest(f"position must be from 1 to {last}")
+            shifted = await txn.fetchall(
+                "UPDATE lessons SET position = position + 1 WHERE course_id = ? "
+                f"AND position >= ? {LESSON_CHANGE}",
+                (course_id, at),
+            )
+            row = await txn.fetchone(
+                "INSERT INTO lessons (course_id, position, title, description, content_status, "
+                f"updated_at) VALUES (?, ?, ?, ?, 'pending', ?) {LESSON_CHANGE}",
+                (course_id, at, title, description, utcnow()),
+            )
+            assert row is not None
+            txn.lesson_changed(job_id, course_id, row, change="added")
+            for moved in sorted(shifted, key=lambda r: r["position"]):
+                txn.lesson_changed(job_id, course_id, moved, change="moved")
+            await txn.refresh_job(job_id, reopen=True)
+            return int(row["id"]), job_id
+
+        return await self._write(work)
+
+    async def remove_lesson(self, lesson_id: int) -> str:
+        """Delete a lesson (its versions too, its calls stay counted); the later ones move
+        up. Returns the job id."""
+
+        async def work(txn: Transaction) -> str:
+            lesson = await self._lesson_for_edit(txn, lesson_id)
+            job_id: str = lesson["job_id"]
+            course_id: int = lesson["course_id"]
+            await txn.execute("DELETE FROM lesson_versions WHERE lesson_id = ?", (lesson_id,))
+            await txn.execute("DELETE FROM lessons WHERE id = ?", (lesson_id,))
+            txn.lesson_changed(job_id, course_id, lesson, change="removed")
+            shifted = await txn.fetchall(
+                "UPDATE lessons SET position = position - 1 WHERE course_id = ? "
+                f"AND position > ? {LESSON_CHANGE}",
+                (course_id, lesson["position"]),
+            )
+            for moved in sorted(shifted, key=lambda r: r["position"]):
+                txn.lesson_changed(job_id, course_id, moved, change="moved")
+            await txn.refresh_job(job_id)
+            return job_id
+
+        return await self._write(work)
+
+    async def restore_version(self, lesson_id: int, number: int) -> str:
+        """Make an earlier version the lesson's text again, as a new version."""
+        found = await self._read_one(lambda txn: queries.version(txn, lesson_id, number))
+        if found is None:
+            raise NotFound(f"lesson {lesson_id} has no version {number}")
+        return await self.edit_lesson(lesson_id, content=found.content, source="restored")
+
+    async def versions(self, lesson_id: int) -> list[Version] | None:
+        return await self._read_one(lambda txn: queries.versions(txn, lesson_id))
+
+    async def version(self, lesson_id: int, number: int) -> Version | None:
+        return await self._read_one(lambda txn: queries.version(txn, lesson_id, number))
+
     # -- batch mode ------------------------------------------------------------------
 
     async def claim_for_batch(self, job_id: str) -> list[ClaimedLesson]:
@@ -494,10 +832,41 @@ class SqlStore(abc.ABC):
 
         return await self._write(work)
 
+    async def claim_quizzes_for_batch(self, job_id: str) -> list[ClaimedQuiz]:
+        """Move every claimable quiz of a running batch-mode job to `generating`."""
+        claim, params = self._claim()
+
+        async def work(txn: Transaction) -> list[ClaimedQuiz]:
+            await txn.lock_job(job_id)
+            rows = await txn.fetchall(
+                "UPDATE lessons SET quiz_status = 'generating', quiz_error = NULL, "
+                f"quiz_attempt = quiz_attempt + 1{claim}, batch_id = NULL WHERE id IN "
+                "(SELECT l.id FROM lessons l JOIN content_generation_jobs j "
+                "ON j.course_id = l.course_id WHERE j.id = ? AND j.status = 'running' "
+                f"AND l.content_status = 'complete' AND {self._QUIZ_CLAIMABLE}) "
+                f"{QUIZ_CHANGE}, quiz_attempt, content, position",
+                (*params, job_id),
+            )
+            rows.sort(key=lambda r: r["position"])
+            for row in rows:
+                txn.quiz_changed(job_id, row["course_id"], row)
+            return [
+                ClaimedQuiz(r["id"], r["quiz_attempt"], job_id, r["course_id"], r["content"] or "")
+                for r in rows
+            ]
+
+        return await self._write(work)
+
     async def attach_batch(
-        self, batch_id: str, job_id: str, course_id: int, lessons: list[ClaimedLesson]
+        self,
+        batch_id: str,
+        job_id: str,
+        course_id: int,
+        lessons: list[ClaimedLesson],
+        quizzes: list[ClaimedQuiz] | None = None,
     ) -> None:
-        """Record a sent batch and its lessons: from now on it is polled, not leased."""
+        """Record a sent batch and its lessons (or quizzes): from now on it is polled, not
+        leased."""
 
         async def work(txn: Transaction) -> None:
             await txn.execute(
@@ -509,6 +878,11 @@ class SqlStore(abc.ABC):
                 f"UPDATE lessons SET batch_id = ?{self._UNLEASE} WHERE id = ? AND attempt = ? "
                 "AND content_status = 'generating'",
                 [(batch_id, lesson.id, lesson.attempt) for lesson in lessons],
+            )
+            await txn.executemany(
+                f"UPDATE lessons SET batch_id = ?{self._UNLEASE} WHERE id = ? "
+                "AND quiz_attempt = ? AND quiz_status = 'generating'",
+                [(batch_id, quiz.id, quiz.attempt) for quiz in quizzes or ()],
             )
 
         await self._write(work)
@@ -534,16 +908,42 @@ class SqlStore(abc.ABC):
 
         await self._write(work)
 
-    async def batch_lessons(self, batch_id: str) -> list[tuple[int, int]]:
-        """The lessons a batch is still writing: (lesson id, attempt)."""
+    async def requeue_quiz(
+        self, job_id: str, lesson_id: int, attempt: int, calls: list[ModelCall]
+    ) -> None:
+        """Put a claimed quiz back to `pending` (a rate limit), storing its calls."""
 
-        async def work(txn: Transaction) -> list[tuple[int, int]]:
+        async def work(txn: Transaction) -> None:
+            await txn.lock_job(job_id)
+            if calls:
+                await _record_calls(txn, calls)
+            row = await txn.fetchone(
+                "UPDATE lessons SET quiz_status = 'pending' WHERE id = ? AND quiz_attempt = ? "
+                f"AND quiz_status = 'generating' {QUIZ_CHANGE}",
+                (lesson_id, attempt),
+            )
+            if row is not None:
+                txn.quiz_changed(job_id, row["course_id"], row)
+
+        await self._write(work)
+
+    async def batch_lessons(self, batch_id: str) -> list[tuple[int, int, str | None]]:
+        """What a batch is still writing: (lesson id, attempt, None) for a lesson's text,
+        (lesson id, quiz attempt, the lesson's text) for its quiz."""
+
+        async def work(txn: Transaction) -> list[tuple[int, int, str | None]]:
             rows = await txn.fetchall(
-                "SELECT id, attempt FROM lessons WHERE batch_id = ? "
-                "AND content_status = 'generating' ORDER BY position, id",
+                "SELECT id, attempt, quiz_attempt, content_status, content FROM lessons "
+                "WHERE batch_id = ? AND (content_status = 'generating' "
+                "OR quiz_status = 'generating') ORDER BY position, id",
                 (batch_id,),
             )
-            return [(row["id"], row["attempt"]) for row in rows]
+            return [
+                (row["id"], row["attempt"], None)
+                if row["content_status"] == "generating"
+                else (row["id"], row["quiz_attempt"], row["content"] or "")
+                for row in rows
+            ]
 
         return await self._read_one(work)
 
@@ -645,3 +1045,17 @@ async def _record_calls(txn: Transaction, calls: list[ModelCall]) -> None:
             for call in calls
         ],
     )  # fmt: skip
+
+
+async def _add_version(
+    txn: Transaction, lesson_id: int, source: str, content: str, instructions: str | None
+) -> int:
+    """Keep a lesson's new text as its next version; the version's number."""
+    row = await txn.fetchone(
+        "INSERT INTO lesson_versions (lesson_id, version, created_at, source, instructions, "
+        "content) SELECT ?, coalesce(max(version), 0) + 1, ?, ?, ?, ? FROM lesson_versions "
+        "WHERE lesson_id = ? RETURNING version",
+        (lesson_id, utcnow(), source, instructions, content, lesson_id),
+    )
+    assert row is not None
+    return int(row["version"])

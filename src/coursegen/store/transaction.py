@@ -35,7 +35,9 @@ def utcnow() -> str:
 
 
 # What an UPDATE of lessons returns, so that `lesson_changed` can announce the change.
-LESSON_CHANGE = "RETURNING id, course_id, position, content_status, content_error"
+LESSON_CHANGE = "RETURNING id, course_id, position, title, content_status, content_error"
+# What an UPDATE of a lesson's quiz returns, for `quiz_changed`.
+QUIZ_CHANGE = "RETURNING id, course_id, quiz_status, quiz_error"
 
 
 def _lesson_event(job_id: str, course_id: int, row: Row) -> dict[str, Any]:
@@ -103,13 +105,34 @@ class Transaction(abc.ABC):
         """
 
     def lesson_changed(
-        self, job_id: str, course_id: int, row: Row, usage: Usage | None = None
+        self,
+        job_id: str,
+        course_id: int,
+        row: Row,
+        usage: Usage | None = None,
+        *,
+        change: str | None = None,
     ) -> None:
-        """Log a `lesson` event; one that ends a call carries the lesson's `usage`."""
+        """Log a `lesson` event; one that ends a call carries the lesson's `usage`, an
+        author's edit its `change` (added, edited, moved, removed)."""
         data = _lesson_event(job_id, course_id, row)
         if usage is not None:
             data["usage"] = usage.to_json()
+        if change is not None:
+            data["change"] = change
+            data["title"] = row["title"]
         self.emit("lesson", data, job_id=job_id, course_id=course_id)
+
+    def quiz_changed(self, job_id: str, course_id: int, row: Row) -> None:
+        """Log a `quiz` event (SPEC 9) from a row with QUIZ_CHANGE's columns."""
+        data = {
+            "job_id": job_id,
+            "course_id": course_id,
+            "lesson_id": row["id"],
+            "quiz_status": row["quiz_status"],
+            "quiz_error": row["quiz_error"],
+        }
+        self.emit("quiz", data, job_id=job_id, course_id=course_id)
 
     async def usage(self, *, course_id: int | None = None, lesson_id: int | None = None) -> Usage:
         """What a course (or one lesson) has spent, as committed so far in this transaction."""
@@ -126,13 +149,21 @@ class Transaction(abc.ABC):
             "(SELECT count(*) FROM lessons l WHERE l.course_id = j.course_id "
             " AND l.content_status = 'complete') AS complete, "
             "(SELECT count(*) FROM lessons l WHERE l.course_id = j.course_id "
-            " AND l.content_status = 'error') AS failed "
+            " AND l.content_status = 'error') AS failed, "
+            "(SELECT count(*) FROM lessons l WHERE l.course_id = j.course_id "
+            " AND l.quiz_status IN ('pending', 'generating')) AS quizzing "
             "FROM content_generation_jobs j WHERE id = ?",
             (job_id,),
         )
         assert job is not None
         new, counters_changed, status_changed = job_after(
-            job, job["lessons"], job["complete"], job["failed"], reopen=reopen, now=utcnow()
+            job,
+            job["lessons"],
+            job["complete"],
+            job["failed"],
+            reopen=reopen,
+            busy=job["quizzing"] > 0,
+            now=utcnow(),
         )
         if counters_changed or status_changed:
             await self.execute(
