@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -526,6 +527,11 @@ async def test_cancel_stops_calls_and_puts_lessons_back_to_pending(
         lambda ls: sum(lesson["content_status"] == "generating" for lesson in ls) == 4,
         created["course_id"],
     )
+    async with asyncio.timeout(10):  # the four calls have reached the model
+        while True:
+            if fake.lessons_in_flight == 4:
+                break
+            await asyncio.sleep(0.01)
     response = await running.http.post(f"/api/jobs/{job_id}/cancel")
     assert response.status_code == 202
     progress = response.json()

@@ -16,11 +16,15 @@ from typing import Any
 
 # In foreign-key order, with the columns PostgreSQL takes; the id columns are copied.
 TABLES: dict[str, tuple[str, ...]] = {
-    "courses": ("id", "topic", "title", "description", "created_at", "mode"),
+    "courses": (
+        "id", "topic", "title", "description", "created_at", "mode", "level", "language",
+        "instructions", "quizzes",
+    ),
     "lessons": (
         "id", "course_id", "position", "title", "description", "content", "content_status",
         "content_error", "updated_at", "attempt", "priority", "model", "stop_reason",
-        "duration_ms", "batch_id",
+        "duration_ms", "batch_id", "instructions", "quiz_status", "quiz", "quiz_error",
+        "quiz_attempt",
     ),
     "content_generation_jobs": (
         "id", "course_id", "status", "total_lessons", "completed_lessons", "failed_lessons",
@@ -34,13 +38,18 @@ TABLES: dict[str, tuple[str, ...]] = {
         "stop_reason", "duration_ms", "created_at",
     ),
     "batches": ("id", "course_id", "job_id", "status", "created_at"),
+    "lesson_versions": (
+        "id", "lesson_id", "version", "created_at", "source", "instructions", "content",
+    ),
 }  # fmt: skip
 # Columns an older database may lack, and what they mean there.
 _DEFAULTS: dict[str, Any] = {
     "attempt": 0, "priority": None, "description": "", "mode": "stream", "model": None,
-    "stop_reason": None, "duration_ms": None, "batch_id": None,
+    "stop_reason": None, "duration_ms": None, "batch_id": None, "level": "beginner",
+    "language": "English", "instructions": "", "quizzes": 1, "quiz_status": "none",
+    "quiz": None, "quiz_error": None, "quiz_attempt": 0,
 }  # fmt: skip
-_IDENTITY_TABLES = ("courses", "lessons", "events")
+_IDENTITY_TABLES = ("courses", "lessons", "events", "lesson_versions")
 
 
 class CopyError(Exception):

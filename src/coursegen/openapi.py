@@ -65,6 +65,10 @@ _COURSE = {
     "description": _TEXT,
     "created_at": _STAMP,
     "mode": {"enum": ["stream", "batch"]},
+    "level": _ref("Level"),
+    "language": _TEXT,
+    "instructions": _TEXT,
+    "quizzes": {"type": "boolean"},
     "job": _nullable(_ref("Progress")),
     "usage": _ref("Usage"),
 }
@@ -99,6 +103,55 @@ _SCHEMAS: dict[str, Any] = {
         usage=_ref("Usage"),
     ),
     "LessonStatus": {"enum": ["pending", "generating", "complete", "error"]},
+    "QuizStatus": {"enum": ["none", "pending", "generating", "complete", "error"]},
+    "Level": {"enum": ["beginner", "intermediate", "advanced"]},
+    "QuizQuestion": _object(
+        question=_TEXT,
+        choices={"type": "array", "minItems": 2, "maxItems": 6, "items": _TEXT},
+        answer={"type": "integer", "minimum": 0, "description": "index of the right choice"},
+        explanation=_TEXT,
+    ),
+    "Version": _object(
+        version={"type": "integer", "minimum": 1},
+        created_at=_STAMP,
+        source={"enum": ["generated", "edited", "restored"]},
+        instructions=_nullable(_TEXT),
+        length=_COUNT,
+    ),
+    "VersionList": _object(versions={"type": "array", "items": _ref("Version")}),
+    "VersionText": _object(
+        version={"type": "integer", "minimum": 1},
+        created_at=_STAMP,
+        source={"enum": ["generated", "edited", "restored"]},
+        instructions=_nullable(_TEXT),
+        length=_COUNT,
+        content=_TEXT,
+        content_html=_TEXT,
+    ),
+    "LessonEdit": {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string", "minLength": 1, "maxLength": 300},
+            "description": {"type": "string", "maxLength": 2000},
+            "content": {"type": "string", "minLength": 1, "description": "Markdown"},
+            "position": {"type": "integer", "minimum": 1},
+        },
+        "additionalProperties": False,
+    },
+    "NewLesson": {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string", "minLength": 1, "maxLength": 300},
+            "description": {"type": "string", "maxLength": 2000},
+            "position": {"type": "integer", "minimum": 1},
+        },
+        "required": ["title"],
+    },
+    "Regeneration": {
+        "type": "object",
+        "properties": {"instructions": {"type": "string", "maxLength": 2000}},
+    },
+    "QuizRetry": _object(lesson_id=_ROW_ID, job_id=_UUID, quiz_status={"const": "pending"}),
     "LessonSummary": _object(
         id=_ROW_ID,
         position={"type": "integer"},
@@ -106,6 +159,7 @@ _SCHEMAS: dict[str, Any] = {
         description=_TEXT,
         content_status=_ref("LessonStatus"),
         content_error=_nullable(_TEXT),
+        quiz_status=_ref("QuizStatus"),
         usage=_ref("Usage"),
     ),
     "Course": _object(**_COURSE, lessons={"type": "array", "items": _ref("LessonSummary")}),
@@ -132,6 +186,9 @@ _SCHEMAS: dict[str, Any] = {
         attempts={"type": "integer", "minimum": 0, "description": "calls started to write it"},
         duration_ms=_nullable(_COUNT),
         stop_reason=_nullable(_TEXT),
+        quiz_status=_ref("QuizStatus"),
+        quiz=_nullable({"type": "array", "items": _ref("QuizQuestion")}),
+        quiz_error=_nullable(_TEXT),
     ),
     "GenerateRequest": {
         "type": "object",
@@ -147,6 +204,10 @@ _SCHEMAS: dict[str, Any] = {
                 {"type": "integer", "minimum": LESSONS_MIN, "maximum": LESSONS_MAX}
             ),
             "mode": _MODE,
+            "level": _ref("Level"),
+            "language": {"type": "string", "minLength": 2, "maxLength": 40},
+            "instructions": {"type": "string", "maxLength": 2000},
+            "quizzes": {"type": "boolean"},
         },
         "required": ["topic"],
     },
@@ -276,12 +337,62 @@ _PATHS: dict[str, Any] = {
             "A lesson, with its Markdown and sanitised HTML once complete",
             _responses({"200": _json(_ref("Lesson"), "the lesson")}, 404),
         ),
+        "patch": _operation(
+            "Edit a lesson by hand: a new text becomes a version; a position moves it",
+            _responses({"200": _json(_ref("Lesson"), "the lesson")}, 400, 404, 409, 413),
+            requestBody={"required": True, "content": {JSON: {"schema": _ref("LessonEdit")}}},
+        ),
+        "delete": _operation(
+            "Remove a lesson (a call in flight for it is cancelled); the others move up",
+            _responses({"204": {"description": "removed"}}, 404),
+        ),
+    },
+    "/api/courses/{id}/lessons": {
+        "parameters": [_ID_PARAMETER],
+        "post": _operation(
+            "Add a pending lesson at a position; the course's job writes it",
+            _responses({"201": _json(_ref("Lesson"), "the new lesson")}, 400, 404, 413),
+            requestBody={"required": True, "content": {JSON: {"schema": _ref("NewLesson")}}},
+        ),
+    },
+    "/api/lessons/{id}/versions": {
+        "parameters": [_ID_PARAMETER],
+        "get": _operation(
+            "Every text the lesson has had, newest first",
+            _responses({"200": _json(_ref("VersionList"), "the versions")}, 404),
+        ),
+    },
+    "/api/lessons/{id}/versions/{n}": {
+        "parameters": [_ID_PARAMETER, {**_ID_PARAMETER, "name": "n"}],
+        "get": _operation(
+            "One version's text",
+            _responses({"200": _json(_ref("VersionText"), "the version")}, 404),
+        ),
+    },
+    "/api/lessons/{id}/versions/{n}/restore": {
+        "parameters": [_ID_PARAMETER, {**_ID_PARAMETER, "name": "n"}],
+        "post": _operation(
+            "Make a version the lesson's text again (as a new version)",
+            _responses({"200": _json(_ref("Lesson"), "the lesson")}, 404, 409),
+        ),
+    },
+    "/api/lessons/{id}/quiz/retry": {
+        "parameters": [_ID_PARAMETER],
+        "post": _operation(
+            "Write the lesson's quiz again",
+            _responses({"202": _json(_ref("QuizRetry"), "queued")}, 404, 409),
+        ),
     },
     "/api/lessons/{id}/retry": {
         "parameters": [_ID_PARAMETER],
         "post": _operation(
-            "Write a failed lesson again, or regenerate a complete one",
-            _responses({"202": _json(_ref("LessonRetry"), "queued")}, 404, 409),
+            "Write a failed lesson again, or regenerate a complete one (with instructions "
+            "for this version only)",
+            _responses({"202": _json(_ref("LessonRetry"), "queued")}, 400, 404, 409, 413),
+            requestBody={
+                "required": False,
+                "content": {JSON: {"schema": _ref("Regeneration")}},
+            },
         ),
     },
     "/api/lessons/{id}/prioritize": {

@@ -281,7 +281,7 @@ class SqlStore(abc.ABC):
                 "SELECT instructions FROM lessons WHERE id = ? AND attempt = ?",
                 (lesson_id, attempt),
             )
-            asked = before["instructions"] if before else None
+            asked = (before["instructions"] or None) if before else None
             row = await txn.fetchone(
                 "UPDATE lessons SET content_status = ?, content = ?, content_error = ?, "
                 "model = ?, stop_reason = ?, duration_ms = ?, batch_id = NULL, updated_at = ?, "
