@@ -81,7 +81,8 @@ async def batching(start_app: StartApp) -> Running:
 
 async def generate_batch(http: httpx.AsyncClient, lessons: int = 3) -> dict[str, Any]:
     response = await http.post(
-        "/api/courses/generate", json={"topic": TOPIC, "lessons": lessons, "mode": "batch"}
+        "/api/courses/generate",
+        json={"topic": TOPIC, "lessons": lessons, "mode": "batch", "quizzes": False},
     )
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
@@ -212,7 +213,7 @@ async def test_a_batch_course_is_one_batch_written_whole_at_half_price(
     # same tokens, lesson by lesson, at twice the price.
     fake.clear_cache()
     response = await batching.http.post(
-        "/api/courses/generate", json={"topic": TOPIC, "lessons": 3}
+        "/api/courses/generate", json={"topic": TOPIC, "lessons": 3, "quizzes": False}
     )
     streamed = response.json()
     assert streamed["course"]["mode"] == "stream"
@@ -426,7 +427,7 @@ async def test_an_unknown_mode_is_a_400_naming_the_choices(
     batching: Running, fake: FakeAnthropic, mode: object
 ) -> None:
     response = await batching.http.post(
-        "/api/courses/generate", json={"topic": TOPIC, "lessons": 3, "mode": mode}
+        "/api/courses/generate", json={"topic": TOPIC, "lessons": 3, "mode": mode, "quizzes": False}
     )
     assert response.status_code == 400
     error = response.json()["error"]
@@ -499,3 +500,33 @@ async def test_the_demo_provider_writes_a_batch_offline_at_no_cost(settings: Set
         assert lesson["usage"]["cost_usd"] == 0 and lesson["usage"]["output_tokens"] > 0
     rows = await db_rows(chosen, "SELECT batch FROM model_calls WHERE kind = 'lesson'")
     assert rows == [(1,)] * 3
+
+
+async def test_quizzes_follow_their_lessons_in_a_second_batch_at_half_price(
+    batching: Running, fake: FakeAnthropic
+) -> None:
+    """SPEC 11: the lessons as one batch, then their quizzes as a second one."""
+    fake.batch_seconds = 0
+    response = await batching.http.post(
+        "/api/courses/generate", json={"topic": TOPIC, "lessons": 2, "mode": "batch"}
+    )
+    assert response.status_code == 201, response.text
+    created = response.json()
+    progress = await job_reaches(batching.services, created["job_id"], seconds=15)
+    assert progress["status"] == "complete"
+    lessons = created["course"]["lessons"]
+    first, second = [fake.batches[b] for b in fake.batches]
+    assert first.custom_ids == custom_ids(lessons, 1)
+    assert second.custom_ids == [f"q{lesson['id']}a1" for lesson in lessons]
+    assert stream_lesson_calls(fake) == [] and fake.quiz_calls() == [
+        call for call in fake.quiz_calls() if call.batch_id == second.id
+    ]
+    for lesson in await lessons_of(batching.http, created):
+        assert lesson["quiz_status"] == "complete" and 3 <= len(lesson["quiz"]) <= 5
+    # The quiz calls were billed at batch prices too.
+    rows = await db_rows(
+        batching.services.settings,
+        "SELECT kind, batch FROM model_calls WHERE kind <> 'outline' ORDER BY kind",
+    )
+    assert rows == [("lesson", 1), ("lesson", 1), ("quiz", 1), ("quiz", 1)]
+    assert await counters_hold(batching.services.settings) == []

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
 
-from coursegen.domain import Event, LessonPlan, Outline
+from coursegen.domain import CourseOptions, Event, LessonPlan, Outline
 from coursegen.settings import Settings
 from coursegen.store.postgres import PostgresStore, _pieces
 from coursegen.throttle import Throttle
@@ -57,6 +57,10 @@ async def open_node(settings: Settings) -> AsyncIterator[OpenNode]:
     yield start
     for node in nodes:
         await node.s.close()
+
+
+# Store-level tests of texts: a quiz per lesson would keep their jobs running.
+NO_QUIZZES = CourseOptions(quizzes=False)
 
 
 def outline(lessons: int) -> Outline:
@@ -120,12 +124,12 @@ async def test_a_lapsed_claim_is_taken_over_and_the_late_result_refused(
     first = await a.s.claim_next_lesson(job)
     assert first is not None
     assert await b.s.claim_next_lesson(job) is None  # the claim holds while its lease does
-    assert await a.s.renew_leases([(first.id, first.attempt)]) == set()
+    assert await a.s.renew_leases([(first.id, first.attempt, False)]) == set()
     await asyncio.sleep(0.7)  # a stops renewing, as a dead or frozen node would
     second = await b.s.claim_next_lesson(job)
     assert second is not None and (second.id, second.attempt) == (first.id, first.attempt + 1)
     # Node a wakes up: its claim is gone, and its result is not stored.
-    assert await a.s.renew_leases([(first.id, first.attempt)]) == {first.id}
+    assert await a.s.renew_leases([(first.id, first.attempt, False)]) == {(first.id, False)}
     assert not await a.s.finish_lesson(job, first.id, first.attempt, content="late")
     assert await b.s.finish_lesson(job, second.id, second.attempt, content="fresh")
     lesson = await b.s.get_lesson(first.id)
@@ -154,7 +158,7 @@ async def test_lessons_finishing_on_two_nodes_at_once_keep_the_counters_true(
     open_node: OpenNode, settings: Settings
 ) -> None:
     a, b = await open_node("a"), await open_node("b")
-    course, _ = await a.s.create_course("Topic", outline(12))
+    course, _ = await a.s.create_course("Topic", outline(12), options=NO_QUIZZES)
     assert course.job is not None
     job = course.job.job_id
     claimed = [await (a if i % 2 else b).s.claim_next_lesson(job) for i in range(12)]

@@ -60,7 +60,7 @@ async def test_job_stream_sends_snapshot_then_every_lesson_live_then_closes(
     assert data["job"]["job_id"] == created["job_id"]
     assert [lesson["position"] for lesson in data["lessons"]] == [1, 2, 3]
     assert set(data["lessons"][0]) == {
-        "id", "position", "title", "content_status", "content_error",
+        "id", "position", "title", "content_status", "content_error", "quiz_status",
     }  # fmt: skip
 
     # After the snapshot: exactly the logged events after its id, in order, each once.

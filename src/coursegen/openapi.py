@@ -10,7 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from coursegen import __version__
-from coursegen.validation import LESSONS_MAX, LESSONS_MIN, TOPIC_MAX, TOPIC_MIN, TOPIC_PATTERN
+from coursegen.validation import (
+    CONTENT_MAX,
+    INSTRUCTIONS_MAX,
+    LANGUAGE_MAX,
+    LANGUAGE_MIN,
+    LESSONS_MAX,
+    LESSONS_MIN,
+    TEXT_PATTERN,
+    TOPIC_MAX,
+    TOPIC_MIN,
+    TOPIC_PATTERN,
+    line_pattern,
+)
 
 JSON = "application/json"
 
@@ -72,6 +84,11 @@ _COURSE = {
     "job": _nullable(_ref("Progress")),
     "usage": _ref("Usage"),
 }
+_TITLE = {"type": "string", "pattern": line_pattern(1, 300), "description": "one line"}
+_PROSE = {"type": "string", "maxLength": 2000, "pattern": TEXT_PATTERN}
+_INSTRUCTIONS = _nullable(
+    {"type": "string", "maxLength": INSTRUCTIONS_MAX, "pattern": TEXT_PATTERN}
+)
 _MODE = {
     "enum": ["stream", "batch"],
     "description": "stream (default): written now, streamed to readers; batch: one Message "
@@ -131,26 +148,32 @@ _SCHEMAS: dict[str, Any] = {
     "LessonEdit": {
         "type": "object",
         "properties": {
-            "title": {"type": "string", "minLength": 1, "maxLength": 300},
-            "description": {"type": "string", "maxLength": 2000},
-            "content": {"type": "string", "minLength": 1, "description": "Markdown"},
+            "title": _TITLE,
+            "description": _PROSE,
+            "content": (
+                {
+                    "type": "string",
+                    "maxLength": CONTENT_MAX,
+                    "pattern": "^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*[^\\s\x00-\x1f\x7f]"
+                    "[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$",
+                    "description": "Markdown, not empty",
+                }
+            ),
             "position": {"type": "integer", "minimum": 1},
         },
         "additionalProperties": False,
+        "minProperties": 1,
     },
     "NewLesson": {
         "type": "object",
         "properties": {
-            "title": {"type": "string", "minLength": 1, "maxLength": 300},
-            "description": {"type": "string", "maxLength": 2000},
-            "position": {"type": "integer", "minimum": 1},
+            "title": _TITLE,
+            "description": _nullable(_PROSE),
+            "position": _nullable({"type": "integer", "minimum": 1}),
         },
         "required": ["title"],
     },
-    "Regeneration": {
-        "type": "object",
-        "properties": {"instructions": {"type": "string", "maxLength": 2000}},
-    },
+    "Regeneration": {"type": "object", "properties": {"instructions": _INSTRUCTIONS}},
     "QuizRetry": _object(lesson_id=_ROW_ID, job_id=_UUID, quiz_status={"const": "pending"}),
     "LessonSummary": _object(
         id=_ROW_ID,
@@ -205,8 +228,10 @@ _SCHEMAS: dict[str, Any] = {
             ),
             "mode": _MODE,
             "level": _ref("Level"),
-            "language": {"type": "string", "minLength": 2, "maxLength": 40},
-            "instructions": {"type": "string", "maxLength": 2000},
+            "language": _nullable(
+                {"type": "string", "pattern": line_pattern(LANGUAGE_MIN, LANGUAGE_MAX)}
+            ),
+            "instructions": _INSTRUCTIONS,
             "quizzes": {"type": "boolean"},
         },
         "required": ["topic"],

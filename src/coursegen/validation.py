@@ -118,9 +118,20 @@ def parse_idempotency_key(request: Request) -> str | None:
 
 INSTRUCTIONS_MAX = 2000
 LANGUAGE_MIN, LANGUAGE_MAX = 2, 40
-CONTENT_MAX = 200_000
+CONTENT_MAX = 50_000  # characters; the whole body must fit in 64 KiB
 # Multi-line text: tabs and newlines allowed, other control characters not.
-_FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+TEXT_FORBIDDEN = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+_FORBIDDEN_IN_TEXT = re.compile(f"[{TEXT_FORBIDDEN}]")
+TEXT_PATTERN = f"^[^{TEXT_FORBIDDEN}]*$"
+
+
+def line_pattern(low: int, high: int) -> str:
+    """The rules of a one-line text field of `low`..`high` characters (trimmed), as one
+    regular expression for the OpenAPI document."""
+    middle = f"[^{FORBIDDEN}]{{{max(low - 2, 0)},{high - 2}}}[^{EDGE_SPACE}{FORBIDDEN}]"
+    if low <= 1:
+        middle = f"({middle})?"
+    return f"^[{EDGE_SPACE}]*[^{EDGE_SPACE}{FORBIDDEN}]{middle}[{EDGE_SPACE}]*$"
 
 
 async def read_optional_json_object(request: Request) -> dict[str, Any]:
