@@ -546,3 +546,27 @@ async def test_demo_courses_show_their_tokens_at_no_cost(settings: Settings) -> 
     )
     assert outline_tokens > 0
     assert course["usage"] == item["usage"] == progress["usage"]
+
+
+async def test_quizzes_share_their_own_cached_prefix(
+    fake: FakeAnthropic, start_app: Callable[..., Awaitable[Running]]
+) -> None:
+    """A course's quiz calls send one byte-identical prefix (the quiz guidelines and the
+    course) marked for caching; the first writes it, the others read it."""
+    fake.lesson_text = short_lesson
+    running = await start_app(model=PRICED)
+    created = await running.generate(TOPIC, lessons=4)
+    assert (await running.settle(created["job_id"], SETTLE))["status"] == "complete"
+    quizzes = sorted(fake.quiz_calls(), key=lambda call: call.started)
+    assert len(quizzes) == 4
+    systems = [json.dumps(call.body["system"]) for call in quizzes]
+    assert len(set(systems)) == 1
+    assert "cache_control" in quizzes[0].body["system"][-1]
+    assert all(call.title in call.body["messages"][0]["content"] for call in quizzes)
+    _, prefix = prompt_tokens(quizzes[0].body)
+    assert prefix >= cache_minimum(PRICED)
+    reads = [(call.usage or {}).get("cache_read_input_tokens", 0) for call in quizzes]
+    assert reads == [0] + [prefix] * 3
+    # And the lessons' prefix is not the quizzes': each kind reads its own.
+    lesson_system = fake.lesson_calls()[0].body["system"]
+    assert json.dumps(lesson_system) != systems[0]

@@ -313,6 +313,8 @@ class JobRunner:
             # The first call of a course writes its prompt prefix to the provider's cache;
             # the others wait until it has begun, to read it from there at a tenth of the price.
             warming: asyncio.Event | None = asyncio.Event()
+            # The quizzes have a cached prefix of their own: the first warms it the same way.
+            quiz_warming: asyncio.Event | None = asyncio.Event()
             while course is not None:
                 ticket = await self.throttle.acquire()
                 if self._closing:  # a lesson claimed now would only be cut off
@@ -341,7 +343,7 @@ class JobRunner:
                 owner = work.job_id
                 quiz = isinstance(work, ClaimedQuiz)
                 call = asyncio.create_task(
-                    self._quiz(work, ticket)
+                    self._quiz(work, ticket, quiz_warming if owner == job_id else None)
                     if isinstance(work, ClaimedQuiz)
                     else self._write(work, ticket, warming if owner == job_id else None),
                     name=f"{'quiz' if quiz else 'lesson'} {work.id}",
@@ -352,6 +354,9 @@ class JobRunner:
                 if warming is not None and owner == job_id and not quiz:
                     await warming.wait()
                     warming = None
+                if quiz_warming is not None and owner == job_id and quiz:
+                    await quiz_warming.wait()
+                    quiz_warming = None
         except Exception:
             logger.exception("the driver of job %s failed", job_id)
             await self._store.fail_job(job_id, "an internal error stopped this job; retry it")
@@ -440,7 +445,9 @@ class JobRunner:
         elif error is None:
             self.kick(job_id)  # its quiz is to be written, perhaps after the driver stopped
 
-    async def _quiz(self, claimed: ClaimedQuiz, ticket: Ticket) -> None:
+    async def _quiz(
+        self, claimed: ClaimedQuiz, ticket: Ticket, warming: asyncio.Event | None = None
+    ) -> None:
         """Write one lesson's quiz. Its failure is the quiz's own: the text stays."""
         job_id = claimed.job_id
         calls: dict[str, ModelCall] = {}
@@ -453,6 +460,8 @@ class JobRunner:
                 course_id=claimed.course_id,
                 lesson_id=claimed.id,
             )
+            if warming is not None:
+                warming.set()
 
         try:
             if self._max_cost is not None and await self._over_limit_quiz(claimed):
@@ -483,6 +492,8 @@ class JobRunner:
             error = "an unexpected error stopped this quiz; retry it"
         finally:
             self.throttle.release(ticket)
+            if warming is not None:
+                warming.set()
         await self._store.finish_quiz(
             job_id,
             claimed.id,
