@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -14,6 +13,8 @@ from tests.conftest import API_KEY, Running, counters_hold, db_rows
 from tests.htmlcheck import executable_parts
 
 JSON = {"Content-Type": "application/json"}
+# A job id no job has (fixed, so that test ids agree across xdist workers).
+UNKNOWN_JOB = "3f2c6a55-0d8e-4c1b-9a6f-2b7e8d9c0a11"
 PROGRESS_KEYS = {
     "job_id", "course_id", "status", "progress", "total_lessons", "completed_lessons",
     "failed_lessons", "error_message", "started_at", "completed_at", "usage",
@@ -230,11 +231,11 @@ async def test_body_over_64_kib_is_413_json_with_and_without_length(running: Run
         ("GET", "/api/lessons/999"),
         ("GET", "/api/lessons/x"),
         ("POST", "/api/lessons/999/retry"),
-        ("GET", f"/api/jobs/{uuid.uuid4()}/progress"),
+        ("GET", f"/api/jobs/{UNKNOWN_JOB}/progress"),
         ("GET", "/api/jobs/not-a-uuid/progress"),
-        ("POST", f"/api/jobs/{uuid.uuid4()}/retry"),
-        ("POST", f"/api/jobs/{uuid.uuid4()}/cancel"),
-        ("GET", f"/api/jobs/{uuid.uuid4()}/events"),
+        ("POST", f"/api/jobs/{UNKNOWN_JOB}/retry"),
+        ("POST", f"/api/jobs/{UNKNOWN_JOB}/cancel"),
+        ("GET", f"/api/jobs/{UNKNOWN_JOB}/events"),
         ("GET", "/api/nothing-here"),
     ],
 )
@@ -253,7 +254,7 @@ async def test_unknown_ids_are_404_json(running: Running, method: str, path: str
         ("POST", "/api/courses/1"),
         ("PUT", "/api/lessons/1"),
         ("GET", "/api/lessons/1/retry"),
-        ("GET", f"/api/jobs/{uuid.uuid4()}/cancel"),
+        ("GET", f"/api/jobs/{UNKNOWN_JOB}/cancel"),
         ("POST", "/api/health"),
     ],
 )

@@ -91,15 +91,10 @@ def cost_of(calls: Iterable[Call], model: str, prices: Prices = BUILT_IN) -> flo
     return total
 
 
-async def stored_calls(settings: Settings, course_id: int | None = None) -> list[tuple[int, ...]]:
-    """The token figures of every row of model_calls (of one course), sorted."""
-    sql = f"SELECT {', '.join(TOKENS)} FROM model_calls"
-    rows = await (
-        db_rows(settings, sql + " WHERE course_id = ?", course_id)
-        if course_id is not None
-        else db_rows(settings, sql)
-    )
-    return sorted(tuple(int(v) for v in row) for row in rows)
+async def stored_calls(settings: Settings, course_id: int) -> list[tuple[int, ...]]:
+    """The token figures of every row of model_calls of a course, sorted."""
+    sql = f"SELECT {', '.join(TOKENS)} FROM model_calls WHERE course_id = ?"
+    return sorted(tuple(int(v) for v in row) for row in await db_rows(settings, sql, course_id))
 
 
 def as_rows(calls: Iterable[Call]) -> list[tuple[int, ...]]:
