@@ -9,8 +9,9 @@ STAMP := $(VENV)/.installed
 run: $(STAMP)
 	$(BIN)/coursegen serve
 
+# Two workers, one per core; a test file stays on one worker (its fixtures, its server).
 test: $(STAMP) chromium postgres
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # Lint, format and type checks; part of CI.
 check: $(STAMP)

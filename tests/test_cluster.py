@@ -133,12 +133,21 @@ async def read_lesson(node: ServerProcess, lesson_id: int) -> Reading:
     return reading
 
 
-async def read_stream(url: str, headers: dict[str, str] | None = None) -> list[tuple[int, str]]:
+async def read_stream(
+    url: str, headers: dict[str, str] | None = None, opened: asyncio.Event | None = None
+) -> list[tuple[int, str]]:
+    """Every event of a stream with an id; `opened` is set once the first has come."""
+    seen: list[tuple[int, str]] = []
     async with (
         httpx.AsyncClient(timeout=SETTLE) as http,
         aconnect_sse(http, "GET", url, headers=headers or {}) as source,
     ):
-        return [(int(e.id), e.event) async for e in source.aiter_sse() if e.id]
+        async for event in source.aiter_sse():
+            if event.id:
+                seen.append((int(event.id), event.event))
+            if opened is not None:
+                opened.set()
+    return seen
 
 
 async def test_generate_on_one_node_watch_on_another_resume_on_a_third(
@@ -234,8 +243,9 @@ async def test_a_stopping_node_hands_its_lessons_back_at_once(
     stopping = await cluster.name(1)
     # A stream open on the stopping node closes cleanly, and the node exits quickly.
     url = f"{cluster.nodes[1].url}/api/jobs/{job}/events"
-    reader = asyncio.create_task(read_stream(url))
-    await asyncio.sleep(0.2)
+    opened = asyncio.Event()
+    reader = asyncio.create_task(read_stream(url, opened=opened))
+    await asyncio.wait_for(opened.wait(), 10)  # the stream is open before the node stops
     took = await cluster.nodes[1].terminate(within=10)
     assert took < 5
     # Closed by the server while the job runs on: the client resumes on another node.
