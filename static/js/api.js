@@ -69,18 +69,30 @@ export const api = {
   listCourses: () => request("GET", "courses"),
   getCourse: (id) => request("GET", `courses/${id}`),
   getLesson: (id) => request("GET", `lessons/${id}`),
-  // `mode`: "stream" (written now, word by word) or "batch" (one Message Batch, half price).
-  generate: (topic, lessons, mode = "stream") =>
+  // `mode`: "stream" (written now, word by word) or "batch" (one Message Batch, half price);
+  // `options`: {level, language, instructions, quizzes}, how the course is to be written.
+  generate: (topic, lessons, mode = "stream", options = {}) =>
     request("POST", "courses/generate", {
-      body: lessons === null ? { topic, mode } : { topic, lessons, mode },
+      body: { topic, ...(lessons === null ? {} : { lessons }), mode, ...options },
       headers: { "Idempotency-Key": idempotencyKey() },
     }),
-  retryLesson: (id) => request("POST", `lessons/${id}/retry`),
+  // `instructions` (optional) apply to this one regeneration, with the course's own.
+  retryLesson: (id, instructions = "") =>
+    request("POST", `lessons/${id}/retry`, instructions ? { body: { instructions } } : {}),
   // Write this queued lesson next: a person is waiting to read it.
   prioritizeLesson: (id) => request("POST", `lessons/${id}/prioritize`),
   retryJob: (jobId) => request("POST", `jobs/${jobId}/retry`),
   cancelJob: (jobId) => request("POST", `jobs/${jobId}/cancel`),
   deleteCourse: (id) => request("DELETE", `courses/${id}`),
+  // The author's edits (SPEC section 9).
+  // `changes`: any of {title, description, content (Markdown), position}.
+  editLesson: (id, changes) => request("PATCH", `lessons/${id}`, { body: changes }),
+  addLesson: (courseId, lesson) => request("POST", `courses/${courseId}/lessons`, { body: lesson }),
+  removeLesson: (id) => request("DELETE", `lessons/${id}`),
+  versions: (id) => request("GET", `lessons/${id}/versions`),
+  version: (id, n) => request("GET", `lessons/${id}/versions/${n}`),
+  restoreVersion: (id, n) => request("POST", `lessons/${id}/versions/${n}/restore`),
+  retryQuiz: (id) => request("POST", `lessons/${id}/quiz/retry`),
   // The session cookie is HttpOnly: the page never sees it, the browser sends it.
   signIn: (token) => request("POST", "session", { body: { token }, signingIn: true }),
   signOut: () => request("DELETE", "session"),

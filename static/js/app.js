@@ -5,6 +5,7 @@
 // from the store; user actions call the API and let the answers flow back the same way.
 
 import { api, ApiError, onSignedOut } from "./api.js";
+import { authoringActions } from "./authoring.js";
 import { setAttr, setText } from "./dom.js";
 import { Live } from "./live.js";
 import * as router from "./router.js";
@@ -82,12 +83,15 @@ async function run(busyKey, failure, work) {
 }
 
 const actions = {
-  async generate(topic, lessons, mode) {
+  // Regenerating with instructions, quizzes, hand and outline edits, versions.
+  ...authoringActions({ run, live: () => live }),
+
+  async generate({ topic, lessons, mode, options }) {
     // The last course's estimate goes: the next one's replaces it.
     store.set({ form: { busy: true }, estimate: null });
     const ticket = store.ticket();
     try {
-      const answer = await api.generate(topic, lessons, mode);
+      const answer = await api.generate(topic, lessons, mode, options);
       // In the tree at once; the stream's events for it may come before or after this.
       store.applyCourse(answer.course, ticket);
       store.set({
@@ -254,6 +258,11 @@ function fetchWhatIsShown(state) {
   // A finished lesson: its HTML (if complete) and how it was made, once per run.
   const finished = shown?.content_status === "complete" || shown?.content_status === "error";
   if (finished && store.loadedOf(shown) === null) live.loadContent(shown);
+  // Its quiz, once written (or failed): the questions, or why there are none.
+  const quizDone = shown?.quiz_status === "complete" || shown?.quiz_status === "error";
+  if (quizDone && shown.content_status === "complete" && store.quizOf(shown) === null) {
+    live.loadQuiz(shown);
+  }
 }
 
 let arrived = false;

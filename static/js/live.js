@@ -10,7 +10,8 @@
 import { api, ApiError } from "./api.js";
 import * as store from "./store.js";
 
-const EVENT_TYPES = ["course", "lesson", "progress", "job"];
+const EVENT_TYPES = ["course", "lesson", "quiz", "progress", "job"];
+const FINISHED_QUIZ = new Set(["complete", "error"]);
 const FAILURES_BEFORE_POLLING = 3;
 // A stream that stayed open this long was working: its next failure starts a new count.
 const HEALTHY_STREAM_MS = 10_000;
@@ -32,7 +33,9 @@ export class Live {
     this.pollRunning = false;
     this.pollAgain = false;
     this.loading = new Map(); // course id -> promise of its snapshot
+    this.reloading = new Map(); // course id -> promise of a snapshot asked for after that one
     this.contentAsked = new Map(); // lesson id -> the version whose HTML was asked for
+    this.quizAsked = new Map(); // lesson id -> the quiz version whose quiz was asked for
     this.stopped = false;
   }
 
@@ -99,6 +102,13 @@ export class Live {
     ) {
       this.loadCourse(data.course_id); // made elsewhere (another tab, the API)
     }
+    // An added lesson's description, an edited one's, is not in its event: the course's
+    // snapshot has it. A quiz call is billed to its lesson, but its event carries no
+    // usage: the snapshot has the lesson's new total too.
+    const described =
+      event.type === "lesson" && (data.change === "added" || data.change === "edited");
+    const quizDone = event.type === "quiz" && FINISHED_QUIZ.has(data.quiz_status) && !data.usage;
+    if (described || quizDone) this.reloadCourse(data.course_id);
   }
 
   streamFailed(source) {
@@ -198,6 +208,9 @@ export class Live {
   }
 
   needsLessons(summary) {
+    // The course on show: its lessons may have been renamed or moved, which the list's
+    // counters do not tell.
+    if (store.state.route.courseId === summary.id) return true;
     const course = store.state.courses.get(summary.id);
     if (!course?.lessons || course.lessons.length !== summary.lesson_count) return true;
     const [before, now] = [course.job, summary.job];
@@ -238,12 +251,36 @@ export class Live {
     return promise;
   }
 
-  /** Fetch a finished lesson (its HTML, if complete, and how it was made), once per run. */
+  /**
+   * The course's snapshot once more, after any on its way: that one may have been asked
+   * for before the change that calls for this one.
+   */
+  reloadCourse(id) {
+    if (this.stopped) return Promise.resolve();
+    const pending = this.loading.get(id);
+    if (!pending) return this.loadCourse(id);
+    let again = this.reloading.get(id);
+    if (!again) {
+      again = pending.then(() => {
+        this.reloading.delete(id);
+        return this.loadCourse(id);
+      });
+      this.reloading.set(id, again);
+    }
+    return again;
+  }
+
+  /**
+   * Fetch a finished lesson (its HTML, if complete, and how it was made), once per run;
+   * its quiz comes with it.
+   */
   async loadContent(lesson) {
     if (this.stopped) return;
-    const { version, content_status: status } = lesson;
+    const { version, content_status: status, quizVersion, quiz_status: quizStatus } = lesson;
     if (this.contentAsked.get(lesson.id) === version) return;
     this.contentAsked.set(lesson.id, version);
+    const withQuiz = this.quizAsked.get(lesson.id) !== quizVersion;
+    if (withQuiz) this.quizAsked.set(lesson.id, quizVersion);
     try {
       const full = await api.getLesson(lesson.id);
       // If it has changed since, its event (or the next poll) brings a new version.
@@ -251,12 +288,39 @@ export class Live {
         const html = status === "complete" ? full.content_html : null;
         store.setContent(lesson.id, html, store.aboutOf(full), version);
       }
+      if (withQuiz && full.quiz_status === quizStatus && !this.stopped) {
+        store.setQuiz(lesson.id, full, quizVersion);
+      }
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       if (this.stopped) return;
       setTimeout(() => {
         if (this.contentAsked.get(lesson.id) === version) this.contentAsked.delete(lesson.id);
+        if (withQuiz && this.quizAsked.get(lesson.id) === quizVersion) {
+          this.quizAsked.delete(lesson.id);
+        }
         store.changed(); // the lesson page asks again
+      }, RELOAD_AFTER_FAILURE_MS);
+    }
+  }
+
+  /** Fetch a lesson's written (or failed) quiz, once per quiz status. */
+  async loadQuiz(lesson) {
+    if (this.stopped) return;
+    const { quizVersion, quiz_status: quizStatus } = lesson;
+    if (this.quizAsked.get(lesson.id) === quizVersion) return;
+    this.quizAsked.set(lesson.id, quizVersion);
+    try {
+      const full = await api.getLesson(lesson.id);
+      if (full.quiz_status === quizStatus && !this.stopped) {
+        store.setQuiz(lesson.id, full, quizVersion);
+      }
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (this.stopped) return;
+      setTimeout(() => {
+        if (this.quizAsked.get(lesson.id) === quizVersion) this.quizAsked.delete(lesson.id);
+        store.changed();
       }, RELOAD_AFTER_FAILURE_MS);
     }
   }

@@ -16,6 +16,9 @@ export const state = {
   // lesson id -> {html, about, version}: one run of the lesson as GET api/lessons/{id} told
   // it: its sanitised HTML (complete) and how it was made (complete or failed).
   content: new Map(),
+  // lesson id -> {questions, error, version}: the lesson's quiz as GET api/lessons/{id} told
+  // it, fetched while its quiz status was at `version` (see setQuizStatus).
+  quizzes: new Map(),
   // The lesson on show as it is being written (writing.js): {lessonId, text (Markdown so
   // far), status (as its own stream last said), startingNext, about}, or null.
   draft: null,
@@ -77,9 +80,22 @@ export function findLesson(course, lessonId) {
   return course?.lessons?.find((lesson) => lesson.id === lessonId) ?? null;
 }
 
-/** The lesson's HTML if it belongs to the run now shown (a regenerate makes it stale). */
-export function contentOf(lesson) {
-  return loadedOf(lesson)?.html ?? null;
+/**
+ * The lesson's HTML if it belongs to the run now shown (a regenerate makes it stale).
+ * With `edited`, also the HTML from before a hand edit, while the edited one is fetched:
+ * the text stays in place rather than blink out for a moment.
+ */
+export function contentOf(lesson, { edited = false } = {}) {
+  const loaded = loadedOf(lesson);
+  if (loaded) return loaded.html;
+  const stored = state.content.get(lesson.id);
+  return edited && stored?.edited ? stored.html : null;
+}
+
+/** The lesson's quiz as last fetched for its current quiz status, or null. */
+export function quizOf(lesson) {
+  const stored = state.quizzes.get(lesson.id);
+  return stored && stored.version === lesson.quizVersion ? stored : null;
 }
 
 /** How a lesson was made, from GET api/lessons/{id} or a lesson stream's snapshot. */
@@ -119,10 +135,33 @@ function apply(type, data) {
   const course = state.courses.get(data.course_id);
   if (!course) return; // its snapshot, when it comes, replays this event
   if (type === "lesson") {
-    const lesson = findLesson(course, data.lesson_id);
+    if (data.change === "removed") {
+      dropLesson(course, data.lesson_id);
+      return;
+    }
+    let lesson = findLesson(course, data.lesson_id);
+    if (!lesson && data.change === "added" && course.lessons) {
+      lesson = newLesson(data.lesson_id);
+      lesson.description = ""; // not in the event: the course's snapshot brings it
+      course.lessons.push(lesson);
+      course.lesson_count = course.lessons.length;
+    }
     if (lesson) {
       setLessonStatus(lesson, data.content_status, data.content_error);
       // Only the event that ends a call carries the lesson's new total.
+      if (data.usage) lesson.usage = data.usage;
+      if (data.title !== undefined) lesson.title = data.title;
+      if (data.position !== undefined && lesson.position !== data.position) {
+        lesson.position = data.position;
+        sortLessons(course);
+      }
+      // A hand edit may have changed the text without changing the status.
+      if (data.change === "edited") touchContent(lesson);
+    }
+  } else if (type === "quiz") {
+    const lesson = findLesson(course, data.lesson_id);
+    if (lesson) {
+      setQuizStatus(lesson, data.quiz_status, data.quiz_error);
       if (data.usage) lesson.usage = data.usage;
     }
   } else if (type === "progress" || type === "job") {
@@ -160,19 +199,82 @@ export function applyCourse(detail, { since, seq }) {
   const course = upsertCourse(detail);
   const previous = new Map((course.lessons ?? []).map((lesson) => [lesson.id, lesson]));
   course.lessons = detail.lessons.map((data) => {
-    const lesson = previous.get(data.id) ?? { id: data.id, version: 0, content_status: null };
+    const lesson = previous.get(data.id) ?? newLesson(data.id);
     lesson.position = data.position;
     lesson.title = data.title;
     lesson.description = data.description;
     setLessonStatus(lesson, data.content_status, data.content_error);
+    // A summary has the quiz's status, not its error: that comes with the lesson.
+    setQuizStatus(lesson, data.quiz_status ?? "none", lesson.quiz_error);
     lesson.usage = data.usage ?? null;
     return lesson;
   });
+  for (const id of previous.keys()) {
+    if (!findLesson(course, id)) forgetLesson(id);
+  }
   course.lesson_count = course.lessons.length;
   setJob(course, detail.job);
   for (const event of recent) {
     if (event.id > since && event.data.course_id === detail.id) apply(event.type, event.data);
   }
+  changed();
+}
+
+/**
+ * A whole lesson (`GET` or the answer to an edit or a restore): its place and words, its
+ * status, and its text and quiz as of this answer. An edit's own events may come before
+ * or after it; either way the newest text is fetched or kept.
+ */
+export function applyLesson(data) {
+  const course = state.courses.get(data.course_id);
+  const lesson = findLesson(course, data.id);
+  if (!lesson) return;
+  lesson.title = data.title;
+  lesson.description = data.description;
+  if (lesson.position !== data.position) {
+    lesson.position = data.position;
+    sortLessons(course);
+  }
+  setLessonStatus(lesson, data.content_status, data.content_error);
+  setQuizStatus(lesson, data.quiz_status, data.quiz_error);
+  if (data.usage) lesson.usage = data.usage;
+  touchContent(lesson);
+  if (data.content_status === "complete" || data.content_status === "error") {
+    const html = data.content_status === "complete" ? data.content_html : null;
+    setContent(lesson.id, html, aboutOf(data), lesson.version);
+  }
+  setQuiz(lesson.id, data, lesson.quizVersion);
+  changed();
+}
+
+/** Move a lesson to `position` (1..n) as the server does: the ones between shift by one. */
+export function moveLesson(courseId, lessonId, position) {
+  const course = state.courses.get(courseId);
+  const lesson = findLesson(course, lessonId);
+  if (!lesson) return;
+  const others = course.lessons.filter((other) => other !== lesson);
+  others.splice(position - 1, 0, lesson);
+  others.forEach((other, index) => {
+    other.position = index + 1;
+  });
+  course.lessons = others;
+  changed();
+}
+
+/** A lesson removed here: gone at once, before its event. */
+export function removeLesson(courseId, lessonId) {
+  const course = state.courses.get(courseId);
+  if (course) dropLesson(course, lessonId);
+  changed();
+}
+
+/** The quiz of a lesson's answer (GET api/lessons/{id}), fetched at quiz status `version`. */
+export function setQuiz(lessonId, data, version) {
+  state.quizzes.set(lessonId, {
+    questions: data.quiz ?? null,
+    error: data.quiz_error ?? null,
+    version,
+  });
   changed();
 }
 
@@ -199,7 +301,7 @@ export function removeCourse(courseId) {
   const course = state.courses.get(courseId);
   deletedAt.set(courseId, ++sequence);
   if (!course) return;
-  for (const lesson of course.lessons ?? []) state.content.delete(lesson.id);
+  for (const lesson of course.lessons ?? []) forgetLesson(lesson.id);
   state.courses.delete(courseId);
   state.notices = state.notices.filter((notice) => notice.courseId !== courseId);
   if (state.confirmDelete === courseId) state.confirmDelete = null;
@@ -218,8 +320,57 @@ function upsertCourse(data) {
   course.description = data.description;
   course.created_at = data.created_at;
   course.mode = data.mode ?? "stream";
+  // How it was asked to be written (SPEC section 9).
+  course.level = data.level ?? "beginner";
+  course.language = data.language ?? "English";
+  course.instructions = data.instructions ?? "";
+  course.quizzes = data.quizzes ?? true;
   course.usage = data.usage ?? null; // outline and every lesson call, all jobs
   return course;
+}
+
+function newLesson(id) {
+  return {
+    id,
+    version: 0, // bumped whenever its text changes: a new run, or an edit
+    content_status: null,
+    quiz_status: "none",
+    quiz_error: null,
+    quizVersion: 0, // bumped whenever its quiz status changes
+    usage: null,
+  };
+}
+
+function sortLessons(course) {
+  course.lessons?.sort((a, b) => a.position - b.position || a.id - b.id);
+}
+
+function dropLesson(course, lessonId) {
+  if (!course.lessons) return;
+  course.lessons = course.lessons.filter((lesson) => lesson.id !== lessonId);
+  course.lesson_count = course.lessons.length;
+  forgetLesson(lessonId);
+}
+
+function forgetLesson(lessonId) {
+  state.content.delete(lessonId);
+  state.quizzes.delete(lessonId);
+}
+
+/** The text changed by hand: fetch it again, and show the old one until it comes. */
+function touchContent(lesson) {
+  lesson.version += 1;
+  const stored = state.content.get(lesson.id);
+  if (stored) stored.edited = true;
+}
+
+function setQuizStatus(lesson, status, error) {
+  if (lesson.quiz_status !== status) {
+    lesson.quiz_status = status;
+    lesson.quizVersion += 1; // a quiz fetched for the previous status is stale
+    state.quizzes.delete(lesson.id);
+  }
+  lesson.quiz_error = error ?? null;
 }
 
 function setLessonStatus(lesson, status, error) {
@@ -303,6 +454,7 @@ export function forget() {
     cursor: 0,
     courses: new Map(),
     content: new Map(),
+    quizzes: new Map(),
     draft: null,
     estimate: null,
     live: { mode: "connecting" },

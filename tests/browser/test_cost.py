@@ -6,6 +6,7 @@ something; the page must show the same amounts as the API, formatted, and its to
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from decimal import ROUND_HALF_UP, Decimal
@@ -65,6 +66,16 @@ def test_usd_formats_like_the_page() -> None:
     assert usd(0.005953) == "$0.0060"
     assert usd(0.612999) == "$0.61"
     assert usd(1234.5678) == "$1,234.57"
+
+
+async def settled(live: Live, course_id: int) -> dict[str, Any]:
+    """The course once its job has finished (texts and quizzes)."""
+    async with asyncio.timeout(20):
+        while True:
+            course = await get(live, f"/api/courses/{course_id}")
+            if course["job"]["status"] != "running":
+                return course
+            await asyncio.sleep(0.1)
 
 
 async def get(live: Live, path: str) -> dict[str, Any]:
@@ -269,7 +280,7 @@ async def test_a_model_without_a_price_shows_its_tokens_and_cost_unknown(
     )
     entry = ui.course(course_id)
     await expect(entry.locator('.tree-lesson[data-status="complete"]')).to_have_count(2)
-    course = await get(live, f"/api/courses/{course_id}")
+    course = await settled(live, course_id)  # its quizzes, written after the texts, too
     assert course["usage"]["cost_usd"] is None
     await expect(page.locator(".course-page .course-cost")).to_have_text(
         f"Cost unknown · {tokens(course['usage'])}"

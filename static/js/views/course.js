@@ -1,15 +1,13 @@
 // The course page: what it is about, how far its writing is, what can be done with it.
 
-import { h, setAttr, setText, syncKeyed } from "../dom.js";
-import { lessonHref } from "../router.js";
+import { h, setAttr, setText } from "../dom.js";
 import { breakdown, money, moneyOptions, setParts, spent, tokenParts } from "./cost.js";
+import { buildOutline, updateOutline } from "./outline.js";
 import {
-  LESSON_STATUS,
+  describeOptions,
   jobStatusText,
-  marker,
   progressText,
   setHidden,
-  updateMarker,
   updateProgress,
 } from "./parts.js";
 
@@ -20,6 +18,9 @@ export function buildCourse(course, actions) {
     topic: h("span"),
     title: h("h1", { class: "page-title", tabindex: -1 }),
     description: h("p", { class: "description" }),
+    // How it was asked to be written: "Beginner · Deutsch · with quizzes".
+    options: h("span"),
+    instructions: h("span"),
     bar: h("progress", { max: 100, value: 0, "aria-labelledby": "course-progress-text" }),
     progress: h("p", {
       id: "course-progress-text",
@@ -57,8 +58,20 @@ export function buildCourse(course, actions) {
       { type: "button", class: "button danger", onclick: byId(actions.confirmDelete) },
       "Delete",
     ),
-    lessons: h("ol", { class: "lesson-list" }),
+    outline: buildOutline(course, actions),
   };
+  parts.optionsLine = h(
+    "p",
+    { class: "course-options" },
+    h("span", { class: "visually-hidden" }, "Written for: "),
+    parts.options,
+  );
+  parts.instructionsLine = h(
+    "p",
+    { class: "course-instructions", hidden: true },
+    h("strong", null, "Instructions: "),
+    parts.instructions,
+  );
   parts.cost = h(
     "p",
     { class: "course-cost" },
@@ -110,12 +123,13 @@ export function buildCourse(course, actions) {
       h("p", { class: "eyebrow" }, "Course on ", parts.topic),
       parts.title,
       parts.description,
+      parts.optionsLine,
+      parts.instructionsLine,
     ),
     parts.job,
     h("div", { class: "actions" }, parts.cancel, parts.retry, parts.remove),
     parts.confirm,
-    h("h2", null, "Lessons"),
-    parts.lessons,
+    parts.outline,
   );
   article.parts = parts;
   return article;
@@ -126,6 +140,9 @@ export function updateCourse(article, course, state) {
   setText(parts.topic, course.topic);
   setText(parts.title, course.title);
   setText(parts.description, course.description);
+  setText(parts.options, describeOptions(course));
+  setText(parts.instructions, course.instructions);
+  setHidden(parts.instructionsLine, !course.instructions);
 
   const job = course.job;
   setHidden(parts.job, !job);
@@ -184,47 +201,5 @@ export function updateCourse(article, course, state) {
   parts.remove.disabled = confirming;
   parts.confirmYes.disabled = state.busy.has(`delete:${course.id}`);
 
-  syncKeyed(
-    parts.lessons,
-    course.lessons ?? [],
-    (lesson) => lesson.id,
-    createLesson,
-    (li, lesson) => updateLesson(li, lesson, course, options),
-  );
-}
-
-function createLesson() {
-  return h(
-    "li",
-    { class: "lesson-row" },
-    marker(),
-    h(
-      "div",
-      null,
-      h("a", { class: "lesson-link" }),
-      h("span", { class: "status-word" }),
-      h("span", { class: "lesson-cost" }),
-      h("p", { class: "lesson-description" }),
-    ),
-  );
-}
-
-function updateLesson(li, lesson, course, options) {
-  const [mark, body] = li.children;
-  const [link, word, cost, description] = body.children;
-  const status = lesson.content_status;
-  setAttr(li, "data-lesson-id", lesson.id);
-  setAttr(li, "data-status", status);
-  updateMarker(mark, status);
-  setAttr(link, "href", lessonHref(course.id, lesson.id));
-  setText(link, lesson.title);
-  // A lesson in a Message Batch is not being written before your eyes: it waits.
-  const inBatch = status === "generating" && course.mode === "batch";
-  setText(word, inBatch ? "In the batch…" : (LESSON_STATUS[status]?.label ?? status));
-  const finished = (status === "complete" || status === "error") && spent(lesson.usage);
-  // Non-breaking: "Ready · $0.0123" stays on one line.
-  setText(cost, finished ? `\u00a0·\u00a0${money(lesson.usage.cost_usd, options)}` : "");
-  setAttr(cost, "title", finished ? breakdown(lesson.usage, options) : null);
-  setText(description, status === "error" ? lesson.content_error : lesson.description);
-  setAttr(description, "data-error", status === "error" ? "" : null);
+  updateOutline(parts.outline, course, state, options);
 }

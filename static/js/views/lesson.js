@@ -1,13 +1,18 @@
 // The lesson page: title, description, its text (growing while it is written, then the
-// server's final HTML) and where the lesson stands (queued, being written, failed).
-// It changes in place as the status changes.
+// server's final HTML), where the lesson stands (queued, being written, failed) and its
+// quiz. It changes in place as the status changes. The author's tools open one at a
+// time below the text: edit by hand, regenerate with instructions, versions.
 
 import { h, setAttr, setText, spinner } from "../dom.js";
 import { renderInto } from "../markdown.js";
 import { courseHref, lessonHref } from "../router.js";
-import { contentOf, loadedOf } from "../store.js";
+import { changed, contentOf, loadedOf } from "../store.js";
 import { aboutParts, breakdown, money, moneyOptions, setParts, spent, tokenParts } from "./cost.js";
+import { buildEditor, openEditor, updateEditor } from "./editor.js";
 import { setHidden } from "./parts.js";
+import { buildQuiz, updateQuiz } from "./quiz.js";
+import { buildRegenerate } from "./regenerate.js";
+import { buildVersions, updateVersions } from "./versions.js";
 
 // How close to the bottom of the window the end of the text may be (in px) for the
 // reader to count as following it: a reader who scrolled up further is left in place.
@@ -37,13 +42,9 @@ export function buildLesson(course, lesson, actions) {
     costAmount: h("span", { class: "cost-amount" }),
     costTokens: h("span", { class: "cost-tokens" }),
     provenance: h("p", { class: "lesson-provenance" }),
-    regenerate: h(
-      "button",
-      { type: "button", class: "button", onclick: () => actions.retryLesson(course.id, lesson.id) },
-      "Regenerate this lesson",
-    ),
     pager: h("nav", { class: "pager", "aria-label": "Lessons of this course" }),
   };
+  buildTools(parts, course, lesson, actions);
   parts.cost = h(
     "p",
     { class: "lesson-cost" },
@@ -69,13 +70,24 @@ export function buildLesson(course, lesson, actions) {
       parts.place,
     ),
     h("header", null, parts.title, parts.description),
+    parts.editor,
     parts.draft,
     parts.body,
     // After the text: while it is written, "Writing…" sits below its growing end, and
     // goes away when it is done without moving the text above.
     parts.stateBox,
+    parts.quiz,
     parts.about,
-    h("div", { class: "actions lesson-actions" }, parts.regenerate),
+    h(
+      "div",
+      { class: "actions lesson-actions" },
+      parts.edit,
+      parts.regenerate,
+      parts.versionsButton,
+    ),
+    parts.said,
+    parts.regenerateForm,
+    parts.versions,
     parts.pager,
   );
   article.parts = parts;
@@ -86,7 +98,8 @@ export function buildLesson(course, lesson, actions) {
 export function updateLesson(article, course, lesson, state) {
   const { parts, actions } = article;
   const status = lesson.content_status;
-  const html = status === "complete" ? contentOf(lesson) : null;
+  // After a hand edit, the text before it stays until the edited one has come.
+  const html = status === "complete" ? contentOf(lesson, { edited: true }) : null;
   const draft = state.draft?.lessonId === lesson.id ? state.draft : null;
   // The text so far while it is written, and the final text until its HTML arrives.
   const draftText =
@@ -133,7 +146,8 @@ export function updateLesson(article, course, lesson, state) {
     else renderInto(parts.draft, draftText);
     parts.shownDraft = draftText;
   }
-  setHidden(parts.draft, draftText === null);
+  const editing = parts.panel === "edit";
+  setHidden(parts.draft, draftText === null || editing);
   setAttr(parts.draft, "aria-busy", writing ? "true" : null);
   placeCaret(parts, writing);
 
@@ -142,12 +156,15 @@ export function updateLesson(article, course, lesson, state) {
     parts.body.innerHTML = html ?? "";
     parts.shownHtml = html;
   }
-  setHidden(parts.body, html === null);
+  setHidden(parts.body, html === null || editing);
   // How it is made: from its stream while it is written, from its own answer once done.
   const about = status === "generating" ? draft?.about : loadedOf(lesson)?.about;
   updateAbout(parts, lesson, about, state);
-  setHidden(parts.regenerate.parentElement, status !== "complete");
+  // A finished lesson can be written again (a failed one has its Retry above).
+  if (status !== "complete" && parts.panel === "regenerate") parts.panel = null;
+  setHidden(parts.regenerate, status !== "complete");
   parts.regenerate.disabled = busy;
+  updatePanels(parts, lesson, state);
 
   const index = course.lessons.indexOf(lesson);
   const previous = course.lessons[index - 1];
@@ -167,6 +184,98 @@ export function updateLesson(article, course, lesson, state) {
 
   if (follow) keepEndInView(parts);
   parts.scrollY = window.scrollY;
+}
+
+/**
+ * The author's tools, below the text, one open at a time: "Edit lesson" (its editor
+ * takes the text's place), "Regenerate this lesson" (with instructions) and "Versions";
+ * and the quiz under the text.
+ */
+function buildTools(parts, course, lesson, actions) {
+  Object.assign(parts, {
+    edit: h(
+      "button",
+      { type: "button", class: "button", "aria-expanded": "false" },
+      "Edit lesson",
+    ),
+    regenerate: h(
+      "button",
+      { type: "button", class: "button", "aria-expanded": "false" },
+      "Regenerate this lesson",
+    ),
+    versionsButton: h(
+      "button",
+      { type: "button", class: "button", "aria-expanded": "false" },
+      "Versions",
+    ),
+    // What the author's last action did, said once: "Saved.", "Writing it again…".
+    said: h("p", { class: "lesson-said", role: "status" }),
+    panel: null, // the tool open: "edit", "regenerate", "versions" or null
+  });
+  const close = (button) => () => {
+    parts.panel = null;
+    changed();
+    button.focus();
+  };
+  parts.editor = buildEditor(lesson, actions, {
+    onClose: close(parts.edit),
+    onSaved: (saved) => {
+      parts.panel = null;
+      changed();
+      setText(parts.said, saved ? "Saved your changes." : "Nothing to save: no changes.");
+      parts.title.focus({ preventScroll: true });
+    },
+  });
+  parts.versions = buildVersions(lesson, actions, { onClose: close(parts.versionsButton) });
+  parts.regenerateForm = buildRegenerate(course, lesson, actions, {
+    onClose: close(parts.regenerate),
+    onSent: () => {
+      parts.panel = null;
+      changed();
+      setText(parts.said, "Writing it again…");
+      parts.title.focus({ preventScroll: true });
+    },
+  });
+  parts.quiz = buildQuiz(course, lesson, actions);
+  const toggle = (name, open) => () => {
+    const opening = parts.panel !== name;
+    parts.panel = opening ? name : null;
+    setText(parts.said, "");
+    changed();
+    if (opening) queueMicrotask(open);
+  };
+  parts.edit.addEventListener("click", toggle("edit", () => openEditor(parts.editor)));
+  parts.regenerate.addEventListener(
+    "click",
+    toggle("regenerate", () => parts.regenerateForm.open()),
+  );
+  parts.versionsButton.addEventListener(
+    "click",
+    toggle("versions", () => parts.versions.open()),
+  );
+  parts.edit.setAttribute("aria-controls", parts.editor.id);
+  parts.regenerate.setAttribute("aria-controls", parts.regenerateForm.id);
+  parts.versionsButton.setAttribute("aria-controls", parts.versions.id);
+}
+
+/** The author's tools: one open at a time, each button saying whether its tool is open. */
+function updatePanels(parts, lesson, state) {
+  const { panel } = parts;
+  for (const [name, button, el] of [
+    ["edit", parts.edit, parts.editor],
+    ["regenerate", parts.regenerate, parts.regenerateForm],
+    ["versions", parts.versionsButton, parts.versions],
+  ]) {
+    setAttr(button, "aria-expanded", String(panel === name));
+    setAttr(button, "data-open", panel === name ? "" : null);
+    if (panel !== name) setHidden(el, true);
+  }
+  // While the text is edited, its quiz (about the text before) is out of the way.
+  if (panel === "edit") setHidden(parts.quiz, true);
+  else updateQuiz(parts.quiz, lesson, state);
+  updateEditor(parts.editor, lesson, state);
+  updateVersions(parts.versions, lesson, state);
+  parts.regenerateForm.update(lesson, state);
 }
 
 /** The small print: what the lesson cost and how it was made; nothing while it is queued. */

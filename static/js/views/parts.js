@@ -49,6 +49,26 @@ export function updateProgress(bar, job) {
   setAttr(bar, "aria-valuetext", progressText(job));
 }
 
+export const LEVEL_LABEL = {
+  beginner: "Beginner",
+  intermediate: "Intermediate",
+  advanced: "Advanced",
+};
+
+/**
+ * How a course is to be written, in words: "Beginner · Deutsch · with quizzes"; with
+ * `instructions`, " · with instructions" when there are some.
+ */
+export function describeOptions(options, { instructions = false } = {}) {
+  const parts = [
+    LEVEL_LABEL[options.level] ?? options.level,
+    options.language,
+    options.quizzes ? "with quizzes" : "no quizzes",
+  ];
+  if (instructions && options.instructions) parts.push("with instructions");
+  return parts.join(" · ");
+}
+
 export function setHidden(el, hidden) {
   if (el.hidden !== hidden) el.hidden = hidden;
 }
