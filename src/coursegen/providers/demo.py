@@ -217,7 +217,8 @@ def demo_quiz(course: CourseOutline, index: int) -> QuizResult:
           "The smallest one that shows a visible result", "Whatever takes a full day"),
          "A small step with a visible result can be checked at once."),
         (f"What does this lesson, {plan.title!r}, cover?",
-         ("Nothing in particular", "Only history", "Only vocabulary", plan.description),
+         ("Nothing in particular", "Only history", "Only vocabulary",
+          plan.description or plan.title),
          "That is what the outline says this lesson teaches."),
     )  # fmt: skip
     return QuizResult(

@@ -121,12 +121,14 @@ def job_after(
     new.update(total_lessons=total, completed_lessons=completed, failed_lessons=failed)
     if reopen and job["status"] != JobStatus.RUNNING:
         new.update(status=JobStatus.RUNNING.value, completed_at=None, error_message=None)
-    elif job["status"] == JobStatus.RUNNING and completed + failed == total and not busy:
+    # A job reopened with nothing left to write (a hand edit of its one failed lesson)
+    # ends at once: no driver would ever finish it.
+    if new["status"] == JobStatus.RUNNING and completed + failed == total and not busy:
         new.update(
             status=(JobStatus.ERROR if failed else JobStatus.COMPLETE).value,
             completed_at=now,
             # A reason given while it ran (a spending limit) says more than a count.
-            error_message=(job["error_message"] or f"{failed} of {total} lessons failed")
+            error_message=(new["error_message"] or f"{failed} of {total} lessons failed")
             if failed
             else None,
         )

@@ -594,8 +594,15 @@ class SqlStore(abc.ABC):
             )
             if row is None:
                 return False
-            txn.quiz_changed(job_id, row["course_id"], row)
-            await txn.refresh_job(job_id)
+            txn.quiz_changed(job_id, row["course_id"], row, await txn.usage(lesson_id=lesson_id))
+            before = await txn.fetchone(
+                "SELECT status FROM content_generation_jobs WHERE id = ?", (job_id,)
+            )
+            progress = await txn.refresh_job(job_id)
+            if before is not None and before["status"] == progress.status:
+                # Its counters count texts, but what the course spent grew: tell the pages
+                # (a `job` event, when the job just ended, carries the new usage already).
+                txn.emit("progress", progress.to_json(), job_id=job_id, course_id=row["course_id"])
             return True
 
         return await self._write(work)
@@ -666,7 +673,7 @@ class SqlStore(abc.ABC):
             if content is not None and lesson["content_status"] in ("pending", "generating"):
                 raise Conflict(
                     f"the lesson is {lesson['content_status']}: its text can be edited once "
-                    "it has been written (or cancel its job first)"
+                    "it has been written"
                 )
             sets, params = [], []
             if title is not None:
@@ -1015,8 +1022,12 @@ class SqlStore(abc.ABC):
         return await self._read_one(queries.count_running_jobs)
 
     async def claimable_jobs(self) -> list[str]:
-        """Running jobs with a lesson that a free slot could claim now."""
-        return await self._read_one(lambda txn: queries.claimable_jobs(txn, self._CLAIMABLE))
+        """Running jobs with a lesson (or a written lesson's quiz) that a free slot could
+        claim now: a dead node's quizzes too, once their leases end."""
+        claimable = (
+            f"({self._CLAIMABLE} OR (l.content_status = 'complete' AND {self._QUIZ_CLAIMABLE}))"
+        )
+        return await self._read_one(lambda txn: queries.claimable_jobs(txn, claimable))
 
     async def idempotent_answer(self, key: str) -> tuple[str, dict[str, Any]] | None:
         return await self._read_one(lambda txn: queries.idempotent_answer(txn, key))

@@ -123,15 +123,20 @@ class Transaction(abc.ABC):
             data["title"] = row["title"]
         self.emit("lesson", data, job_id=job_id, course_id=course_id)
 
-    def quiz_changed(self, job_id: str, course_id: int, row: Row) -> None:
-        """Log a `quiz` event (SPEC 9) from a row with QUIZ_CHANGE's columns."""
-        data = {
+    def quiz_changed(
+        self, job_id: str, course_id: int, row: Row, usage: Usage | None = None
+    ) -> None:
+        """Log a `quiz` event (SPEC 9) from a row with QUIZ_CHANGE's columns; one that ends
+        a call carries the lesson's `usage`."""
+        data: dict[str, Any] = {
             "job_id": job_id,
             "course_id": course_id,
             "lesson_id": row["id"],
             "quiz_status": row["quiz_status"],
             "quiz_error": row["quiz_error"],
         }
+        if usage is not None:
+            data["usage"] = usage.to_json()
         self.emit("quiz", data, job_id=job_id, course_id=course_id)
 
     async def usage(self, *, course_id: int | None = None, lesson_id: int | None = None) -> Usage:
