@@ -541,28 +541,29 @@ async def test_an_invalid_quiz_is_an_error_of_the_quiz_only_and_can_be_retried(
         "Lesson 2": ({"quiz": quiz_input(answer=3)}, "question 1's answer is not one of"),
         "Lesson 3": ({"quiz": quiz_input(explanation=None)}, "explanation is not a non-empty"),
         "Lesson 4": ({"no_tool_call": True}, "answered without a quiz (no tool call)"),
+        "Lesson 5": ({"quiz": quiz_input(choices=["Only one"], answer=0)}, "needs 2 to 6 choices"),
     }
     for title, (fault, _) in invalid.items():
         fake.add_fault(kind="quiz", match=title, **fault)
-    created = await generate(running, lessons=5)
+    created = await generate(running, lessons=6)
     done = await running.settle(created["job_id"])
     # A failed quiz never fails its lesson: the texts are all there, the job complete.
     assert (done["status"], done["completed_lessons"], done["failed_lessons"]) == (
-        "complete", 5, 0,
+        "complete", 6, 0,
     )  # fmt: skip
     assert done["error_message"] is None
     lessons = [await get_lesson(running, lesson["id"]) for lesson in created["course"]["lessons"]]
-    for lesson in lessons[:4]:
+    for lesson in lessons[:5]:
         _, why = invalid[lesson["title"].split(":")[0]]
         assert (lesson["content_status"], lesson["quiz_status"]) == ("complete", "error")
         assert lesson["content"] and lesson["content_error"] is None
         assert lesson["quiz"] is None
         assert why in lesson["quiz_error"] and "retry the quiz" in lesson["quiz_error"], lesson
-    assert lessons[4]["quiz_status"] == "complete"
+    assert lessons[5]["quiz_status"] == "complete"
     log = await job_log(settings, created["job_id"])
     assert quiz_statuses(log, lessons[0]["id"]) == ["pending", "generating", "error"]
     errors = [d for _, t, d in log if t == "quiz" and d["quiz_status"] == "error"]
-    assert {d["quiz_error"] for d in errors} == {lesson["quiz_error"] for lesson in lessons[:4]}
+    assert {d["quiz_error"] for d in errors} == {lesson["quiz_error"] for lesson in lessons[:5]}
     assert await counters_hold(settings) == []
 
     # Written again (the faults are spent): the job runs until the quiz is in.
@@ -573,7 +574,7 @@ async def test_an_invalid_quiz_is_an_error_of_the_quiz_only_and_can_be_retried(
     }  # fmt: skip
     done = await running.settle(created["job_id"])
     assert (done["status"], done["completed_lessons"], done["failed_lessons"]) == (
-        "complete", 5, 0,
+        "complete", 6, 0,
     )  # fmt: skip
     lesson = await get_lesson(running, lessons[0]["id"])
     assert (lesson["quiz_status"], lesson["quiz_error"]) == ("complete", None)
