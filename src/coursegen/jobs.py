@@ -464,7 +464,7 @@ class JobRunner:
                 warming.set()
 
         try:
-            if self._max_cost is not None and await self._over_limit_quiz(claimed):
+            if await self._spent_past_limit(claimed.course_id) is not None:
                 error = "the course reached its spending limit (COURSEGEN_MAX_COURSE_COST)"
             else:
                 course = await self._store.course_outline(job_id)
@@ -504,12 +504,6 @@ class JobRunner:
         )
         self._forget(calls)
 
-    async def _over_limit_quiz(self, claimed: ClaimedQuiz) -> bool:
-        assert self._max_cost is not None
-        unsaved = [c for c in self._unsaved_calls.values() if c.course_id == claimed.course_id]
-        spent = (await self._store.course_spent(claimed.course_id, unsaved)).cost_usd
-        return spent is not None and spent >= self._max_cost
-
     async def _tell_rate_limited(self, retry_after: float | None) -> None:
         """Other nodes use the same API key: they back off too."""
         try:
@@ -531,13 +525,8 @@ class JobRunner:
     async def _over_limit(self, job_id: str, course_id: int, lesson: ClaimedLesson | None) -> bool:
         """Whether the course has spent COURSEGEN_MAX_COURSE_COST; if so, its job stops
         (with the lesson just claimed for a call that will not start)."""
-        if self._max_cost is None:
-            return False
-        # A call that has just ended frees its slot before its lesson is stored: count it
-        # (and every call reported but not stored yet) by what it reported.
-        unsaved = [c for c in self._unsaved_calls.values() if c.course_id == course_id]
-        spent = (await self._store.course_spent(course_id, unsaved)).cost_usd
-        if spent is None or spent < self._max_cost:
+        spent = await self._spent_past_limit(course_id)
+        if spent is None or self._max_cost is None:
             return False
         await self._store.stop_at_limit(
             job_id,
@@ -546,6 +535,16 @@ class JobRunner:
             "(COURSEGEN_MAX_COURSE_COST); raise the limit and retry to go on",
         )
         return True
+
+    async def _spent_past_limit(self, course_id: int) -> float | None:
+        """What the course has spent, if that reaches COURSEGEN_MAX_COURSE_COST; else None."""
+        if self._max_cost is None:
+            return None
+        # A call that has just ended frees its slot before its lesson is stored: count it
+        # (and every call reported but not stored yet) by what it reported.
+        unsaved = [c for c in self._unsaved_calls.values() if c.course_id == course_id]
+        spent = (await self._store.course_spent(course_id, unsaved)).cost_usd
+        return spent if spent is not None and spent >= self._max_cost else None
 
     # -- batch mode -----------------------------------------------------------------
 
