@@ -408,15 +408,7 @@ class SqlStore(abc.ABC):
         only; its job runs again. Returns the job id."""
 
         async def work(txn: Transaction) -> str:
-            lesson = await txn.fetchone(
-                "SELECT content_status, course_id, "
-                f"{LATEST_JOB.format(course='lessons.course_id')} AS job_id "
-                "FROM lessons WHERE id = ?",
-                (lesson_id,),
-            )
-            if lesson is None or lesson["job_id"] is None:
-                raise NotFound("no such lesson")
-            await txn.lock_job(lesson["job_id"])
+            lesson = await self._lesson_for_edit(txn, lesson_id)
             # Its quiz belongs to the text being replaced: a quiz call in flight is fenced
             # off by the bumped quiz_attempt.
             row = await txn.fetchone(
@@ -635,19 +627,15 @@ class SqlStore(abc.ABC):
 
     async def _lesson_for_edit(self, txn: Transaction, lesson_id: int) -> Row:
         """The lesson with its course's options and job, its job locked; 404 if none."""
-        found = await txn.fetchone(
-            f"SELECT {LATEST_JOB.format(course='lessons.course_id')} AS job_id FROM lessons "
-            "WHERE id = ?",
-            (lesson_id,),
-        )
-        if found is None or found["job_id"] is None:
+        job_id = await queries.lesson_job(txn, lesson_id)
+        if job_id is None:
             raise NotFound("no such lesson")
-        await txn.lock_job(found["job_id"])
+        await txn.lock_job(job_id)
         row = await txn.fetchone(
             "SELECT l.id, l.course_id, l.position, l.title, l.content_status, l.content_error, "
             "l.quiz_status, c.quizzes, ? AS job_id FROM lessons l JOIN courses c "
             "ON c.id = l.course_id WHERE l.id = ?",
-            (found["job_id"], lesson_id),
+            (job_id, lesson_id),
         )
         if row is None:
             raise NotFound("no such lesson")
