@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from coursegen.domain import Course, Lesson, LessonStatus
 from coursegen.errors import NotFound
+from coursegen.export import course_export
 from coursegen.openapi import openapi_document
 from coursegen.render import render_markdown
 from coursegen.services import Services, services_of
@@ -79,6 +80,21 @@ async def get_course(request: Request) -> JSONResponse:
 async def delete_course(request: Request) -> Response:
     await services_of(request).runner.delete_course(parse_id(request.path_params["id"]))
     return Response(status_code=204)
+
+
+async def export(request: Request) -> Response:
+    services = services_of(request)
+    course_id = parse_id(request.path_params["id"])
+    made = await course_export(services.store, course_id, request.path_params["format"])
+    return Response(
+        made.body,
+        media_type=made.media_type,
+        # The same course gives the same bytes, but edits change them: no caching.
+        headers={
+            "Content-Disposition": f'attachment; filename="{made.filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 async def lesson(request: Request) -> Response:

@@ -99,6 +99,7 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
         # One route per path, so a 405 lists every method the path has in `Allow`.
         Route("/courses/{id:int}", api.course, methods=["GET", "DELETE"]),
         Route("/courses/{id:int}/lessons", api.add_lesson, methods=["POST"]),
+        Route("/courses/{id:int}/export/{format}", api.export, methods=["GET"]),
         Route("/lessons/{id:int}", api.lesson, methods=["GET", "PATCH", "DELETE"]),
         Route("/lessons/{id:int}/versions", api.lesson_versions, methods=["GET"]),
         Route("/lessons/{id:int}/versions/{n:int}", api.lesson_version, methods=["GET"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from coursegen import __version__
+from coursegen.export import FORMATS
 from coursegen.validation import (
     CONTENT_MAX,
     INSTRUCTIONS_MAX,
@@ -354,6 +355,35 @@ _PATHS: dict[str, Any] = {
         "delete": _operation(
             "Cancel the course's job, then delete it with its lessons, jobs and events",
             _responses({"204": {"description": "deleted"}}, 404),
+        ),
+    },
+    "/api/courses/{id}/export/{format}": {
+        "parameters": [
+            _ID_PARAMETER,
+            {
+                "name": "format",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "enum": list(FORMATS)},
+                "description": "markdown (zip), html, scorm12 (SCORM 1.2 zip), cc (Common "
+                "Cartridge 1.1)",
+            },
+        ],
+        "get": _operation(
+            "The course as a download; lessons not written yet are listed as such",
+            _responses(
+                {
+                    "200": {
+                        "description": "the file, with Content-Disposition: attachment",
+                        "content": {
+                            media: {"schema": {"type": "string", "format": "binary"}}
+                            for media in ("application/zip", "text/html")
+                        },
+                    }
+                },
+                404,
+                409,
+            ),
         ),
     },
     "/api/lessons/{id}": {

@@ -118,20 +118,39 @@ async def course_view(txn: Transaction, course_id: int) -> Course | None:
     )
 
 
+_LESSON_COLUMNS = (
+    "id, course_id, position, title, coalesce(description, '') AS description, "
+    "content, content_status, content_error, updated_at, attempt, model, stop_reason, "
+    "quiz_status, quiz, quiz_error, "
+    f"duration_ms, {LATEST_JOB.format(course='lessons.course_id')} AS job_id"
+)
+
+
 async def lesson_view(txn: Transaction, lesson_id: int) -> Lesson | None:
     """A lesson; its content is the text so far while generating, none while pending."""
     row = await txn.fetchone(
-        "SELECT id, course_id, position, title, coalesce(description, '') AS description, "
-        "content, content_status, content_error, updated_at, attempt, model, stop_reason, "
-        "quiz_status, quiz, quiz_error, "
-        f"duration_ms, {LATEST_JOB.format(course='lessons.course_id')} AS job_id, u.* "
-        "FROM lessons, "
+        f"SELECT {_LESSON_COLUMNS}, u.* FROM lessons, "
         # An aggregate with no GROUP BY: always one row, zeros for a lesson with no calls.
         f"(SELECT {USAGE_SUMS} FROM model_calls WHERE lesson_id = ?) u WHERE id = ?",
         (lesson_id, lesson_id),
     )
-    if row is None:
+    return None if row is None else _lesson(row, usage_of(row))
+
+
+async def course_texts(txn: Transaction, course_id: int) -> tuple[Course, list[Lesson]] | None:
+    """A course and its whole lessons in course order, read at one moment (for exports)."""
+    course = await course_view(txn, course_id)
+    if course is None:
         return None
+    usage = {lesson.id: lesson.usage for lesson in course.lessons}
+    rows = await txn.fetchall(
+        f"SELECT {_LESSON_COLUMNS} FROM lessons WHERE course_id = ? ORDER BY position, id",
+        (course_id,),
+    )
+    return course, [_lesson(row, usage.get(row["id"]) or Usage()) for row in rows]
+
+
+def _lesson(row: Row, usage: Usage) -> Lesson:
     status = LessonStatus(row["content_status"])
     return Lesson(
         id=row["id"],
@@ -145,7 +164,7 @@ async def lesson_view(txn: Transaction, lesson_id: int) -> Lesson | None:
         content_error=row["content_error"],
         updated_at=row["updated_at"],
         attempt=row["attempt"],
-        usage=usage_of(row),
+        usage=usage,
         model=row["model"],
         stop_reason=row["stop_reason"],
         duration_ms=row["duration_ms"],

@@ -986,6 +986,9 @@ class SqlStore(abc.ABC):
     async def get_lesson(self, lesson_id: int) -> Lesson | None:
         return await self._read_one(lambda txn: queries.lesson_view(txn, lesson_id))
 
+    async def course_texts(self, course_id: int) -> tuple[Course, list[Lesson]] | None:
+        return await self._read(lambda txn: queries.course_texts(txn, course_id))
+
     async def get_progress(self, job_id: str) -> Progress | None:
         return await self._read_one(lambda txn: queries.progress(txn, job_id))
 
