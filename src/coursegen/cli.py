@@ -1,4 +1,4 @@
-"""The command line: `coursegen serve` and `coursegen copy`."""
+"""The command line: `coursegen serve`, `coursegen copy` and `coursegen export`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from coursegen.export import FORMATS
 from coursegen.services import Services
 from coursegen.settings import SPECS, Settings, SettingsError, SettingSpec
 
@@ -46,6 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the SQLite database, e.g. coursegen.db")  # fmt: skip
     copy.add_argument("--to", dest="target", required=True, metavar="URL",
                       help="the PostgreSQL database, postgresql://...")  # fmt: skip
+    export = commands.add_parser(
+        "export",
+        help="save a course as Markdown, HTML, SCORM 1.2 or Common Cartridge",
+        description="Save a course as a file: from the server named by --server or "
+        "COURSEGEN_SERVER (with COURSEGEN_API_TOKEN when it needs one), or else from the "
+        "local database (COURSEGEN_DB).",
+    )
+    export.add_argument("course_id", type=int, metavar="ID", help="the course's id")
+    export.add_argument("--format", required=True, choices=list(FORMATS),
+                        help="markdown (zip), html, scorm12 (zip) or cc (.imscc)")  # fmt: skip
+    export.add_argument("-o", "--output", metavar="FILE",
+                        help="where to save it (default: a name made from the title)")  # fmt: skip
+    export.add_argument("--server", metavar="URL", default=os.environ.get("COURSEGEN_SERVER"),
+                        help="a running coursegen, e.g. http://127.0.0.1:8000")  # fmt: skip
     for spec in SPECS:
         if spec.flag is None:
             continue
@@ -74,11 +89,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "copy":
         copy_command(args.source, args.target)
         return
-    overrides = {spec.field: getattr(args, spec.field, None) for spec in SPECS}
-    try:
-        settings = Settings.from_env(os.environ, overrides)
-    except SettingsError as exc:
-        sys.exit(f"coursegen: {exc}")
+    if args.command == "export":
+        export_command(args)
+        return
+    settings = _settings({spec.field: getattr(args, spec.field, None) for spec in SPECS})
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -98,6 +112,29 @@ def copy_command(source: str, target: str) -> None:
         sys.exit(f"coursegen copy: cannot reach the PostgreSQL database: {exc}")
     counts = ", ".join(f"{n} {table}" for table, n in copied.counts.items())
     print(f"coursegen copy: copied {counts}")
+
+
+def export_command(args: argparse.Namespace) -> None:
+    from coursegen.exporting import ExportFailed, fetch_export, local_export
+
+    try:
+        if args.server:
+            made = fetch_export(args.server, os.environ.get("COURSEGEN_API_TOKEN"),
+                                args.course_id, args.format)  # fmt: skip
+        else:
+            made = asyncio.run(local_export(_settings({}), args.course_id, args.format))
+    except ExportFailed as exc:
+        sys.exit(f"coursegen export: {exc}")
+    target = Path(args.output or made.filename)
+    target.write_bytes(made.body)
+    print(f"coursegen export: wrote {target} ({len(made.body):,} bytes)")
+
+
+def _settings(overrides: dict[str, Any]) -> Settings:
+    try:
+        return Settings.from_env(os.environ, overrides)
+    except SettingsError as exc:
+        sys.exit(f"coursegen: {exc}")
 
 
 class _Server(uvicorn.Server):
