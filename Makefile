@@ -4,13 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint bench chromium postgres clean
+.PHONY: run test check lint bench chromium poppler postgres clean
 
 run: $(STAMP)
 	$(BIN)/coursegen serve
 
 # Two workers, one per core; a test file stays on one worker (its fixtures, its server).
-test: $(STAMP) chromium postgres
+test: $(STAMP) chromium poppler postgres
 	$(BIN)/pytest -n 2 --dist loadfile
 
 # Lint, format and type checks; part of CI.
@@ -34,6 +34,12 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else echo "browser tests need Debian's chromium: sudo apt-get install -y chromium" >&2; exit 1; fi; }
+
+# The HTML export's test prints it to a PDF and reads the pages back with pdftotext.
+poppler:
+	@command -v pdftotext >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq poppler-utils; \
+	  else echo "the export tests need Debian's poppler-utils: sudo apt-get install -y poppler-utils" >&2; exit 1; fi; }
 
 # PostgreSQL tests start a throwaway server of their own from Debian's binaries
 # (tests/pgserver.py). Installing them must not create or start the packaged `main`
