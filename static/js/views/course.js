@@ -2,6 +2,7 @@
 
 import { h, setAttr, setText } from "../dom.js";
 import { breakdown, money, moneyOptions, setParts, spent, tokenParts } from "./cost.js";
+import { buildExport, updateExport } from "./export.js";
 import { buildOutline, updateOutline } from "./outline.js";
 import {
   describeOptions,
@@ -59,6 +60,7 @@ export function buildCourse(course, actions) {
       "Delete",
     ),
     outline: buildOutline(course, actions),
+    exportMenu: buildExport(course),
   };
   parts.optionsLine = h(
     "p",
@@ -127,7 +129,7 @@ export function buildCourse(course, actions) {
       parts.instructionsLine,
     ),
     parts.job,
-    h("div", { class: "actions" }, parts.cancel, parts.retry, parts.remove),
+    h("div", { class: "actions" }, parts.cancel, parts.retry, parts.exportMenu, parts.remove),
     parts.confirm,
     parts.outline,
   );
@@ -201,5 +203,6 @@ export function updateCourse(article, course, state) {
   parts.remove.disabled = confirming;
   parts.confirmYes.disabled = state.busy.has(`delete:${course.id}`);
 
+  updateExport(parts.exportMenu, course);
   updateOutline(parts.outline, course, state, options);
 }
