@@ -1,0 +1,140 @@
+"""Showing a course being written: a live screen on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+from typing import IO, Protocol
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from coursegen.client.view import CourseView, LessonLine, dollars
+
+_STYLES = {
+    "pending": "dim",
+    "generating": "yellow",
+    "complete": "green",
+    "error": "bold red",
+}
+_MARKS = {"pending": "·", "generating": "…", "complete": "✓", "error": "✗"}
+
+
+class Display(Protocol):
+    def start(self, view: CourseView) -> None: ...
+    def update(self, view: CourseView, changed: list[LessonLine]) -> None: ...
+    def note(self, text: str) -> None: ...
+    def stop(self, view: CourseView) -> None: ...
+
+
+def choose_display(stream: IO[str]) -> Display:
+    """The live screen when `stream` is a terminal; one plain line per change otherwise."""
+    console = Console(file=stream)
+    return LiveDisplay(console) if console.is_terminal else PlainDisplay(stream)
+
+
+def summary(view: CourseView) -> str:
+    """The course in one line: lessons written, failed, and what it cost."""
+    parts = [f"{view.completed}/{view.total} lessons written"]
+    if view.failed:
+        parts.append(f"{view.failed} failed")
+    parts.append(f"{view.tokens:,} tokens, {dollars(view.cost_usd)}")
+    return ", ".join(parts)
+
+
+class PlainDisplay:
+    """One line per lesson status change and per job status change: for logs and pipes."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._job_status = ""
+
+    def start(self, view: CourseView) -> None:
+        self._line(
+            f'course {view.course_id} "{view.title}": {view.total} lessons, job {view.job_id}'
+        )
+        self._job_status = view.status
+        self.update(view, view.ordered)
+
+    def update(self, view: CourseView, changed: list[LessonLine]) -> None:
+        for lesson in changed:
+            self._line(_lesson_line(view, lesson))
+        if view.status != self._job_status:
+            self._job_status = view.status
+            self._line(f"course {view.status}: {summary(view)}")
+
+    def note(self, text: str) -> None:
+        self._line(text)
+
+    def stop(self, view: CourseView) -> None:
+        self.update(view, [])
+
+    def _line(self, text: str) -> None:
+        self._stream.write(text + "\n")
+        self._stream.flush()
+
+
+def _lesson_line(view: CourseView, lesson: LessonLine) -> str:
+    line = f'lesson {lesson.position}/{view.total} {lesson.status}: "{lesson.title}"'
+    if lesson.status in ("complete", "error") and lesson.tokens:
+        line += f" ({lesson.tokens:,} tokens, {dollars(lesson.cost_usd)})"
+    if lesson.status == "error" and lesson.error:
+        line += f" - {lesson.error}"
+    return line
+
+
+class LiveDisplay:
+    """rich's Live screen: the course's bar, then one line per lesson with status and cost."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._live: Live | None = None
+
+    def start(self, view: CourseView) -> None:
+        self._live = Live(
+            render(view), console=self._console, refresh_per_second=8, transient=False
+        )
+        self._live.start()
+
+    def update(self, view: CourseView, changed: list[LessonLine]) -> None:
+        if self._live is not None:
+            self._live.update(render(view))
+
+    def note(self, text: str) -> None:
+        self._console.print(text, markup=False, highlight=False)
+
+    def stop(self, view: CourseView) -> None:
+        if self._live is not None:
+            self._live.update(render(view), refresh=True)
+            self._live.stop()
+            self._live = None
+
+
+def render(view: CourseView) -> RenderableType:
+    done = view.completed + view.failed
+    bar = Table.grid(padding=(0, 1))
+    bar.add_row(
+        ProgressBar(total=max(view.total, 1), completed=done, width=30),
+        Text(f"{summary(view)}  [{view.status}]"),
+    )
+    lessons = Table.grid(padding=(0, 2))
+    lessons.add_column(justify="right")
+    lessons.add_column(no_wrap=True, overflow="ellipsis", max_width=60)
+    lessons.add_column()
+    lessons.add_column(justify="right")
+    lessons.add_column(justify="right")
+    for lesson in view.ordered:
+        style = _STYLES.get(lesson.status, "")
+        status = Text(f"{_MARKS.get(lesson.status, ' ')} {lesson.status}", style=style)
+        if lesson.status == "error" and lesson.error:
+            status.append(f"  {lesson.error[:80]}")
+        used = lesson.tokens > 0
+        lessons.add_row(
+            str(lesson.position),
+            lesson.title,
+            status,
+            f"{lesson.tokens:,} tok" if used else "",
+            dollars(lesson.cost_usd) if used else "",
+        )
+    return Group(Text(view.title, style="bold"), bar, lessons)

@@ -1,0 +1,349 @@
+"""The terminal client: `coursegen generate`, `list` and `export` as a person runs them.
+
+Each command runs as a child process: under a real pseudo-terminal (pexpect) for the
+live screen and Ctrl-C, with pipes for the plain output. The service is a real uvicorn
+in the test's loop (so every pexpect wait goes through a thread), or, without
+--server, the one the command serves in its own process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import sqlite3
+import sys
+import zipfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pexpect
+import pytest
+
+from coursegen.fake_anthropic import FakeAnthropic
+from coursegen.settings import SPECS
+from tests.conftest import Live
+from tests.serverproc import free_port
+
+StartLive = Callable[..., Awaitable[Live]]
+SINGLE = pytest.mark.parametrize("engine", ["sqlite"])  # the engine matters to one test only
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
+EXIT_WITHIN = 60
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a command: none of the shell's coursegen or SDK variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COURSEGEN_", "ANTHROPIC_"))}
+    env.update(PYTHONUNBUFFERED="1", TERM="xterm-256color", **extra)
+    env.pop("NO_COLOR", None)
+    return env
+
+
+async def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
+    """Run `coursegen ARGS` with its output piped (not a terminal)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "coursegen", *args,
+        cwd=cwd, env=env or cli_env(), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(EXIT_WITHIN):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return Result(process.returncode, out.decode(), err.decode())
+
+
+class Terminal:
+    """`coursegen ARGS` under a pseudo-terminal; waits run in a thread, off the loop that
+    serves the service."""
+
+    def __init__(self, *args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.transcript = io.StringIO()
+        self.child = pexpect.spawn(
+            sys.executable, ["-m", "coursegen", *args], cwd=str(cwd), env=env or cli_env(),
+            dimensions=(40, 140), encoding="utf-8", timeout=EXIT_WITHIN,
+        )  # fmt: skip
+        self.child.logfile_read = self.transcript
+
+    async def expect(self, pattern: str) -> None:
+        await asyncio.to_thread(self.child.expect, pattern)
+
+    async def exit_status(self) -> int:
+        await asyncio.to_thread(self.child.expect, pexpect.EOF)
+        await asyncio.to_thread(self.child.close)
+        status = self.child.exitstatus
+        assert status is not None, f"killed by signal {self.child.signalstatus}"
+        return int(status)
+
+    def screen_lines(self) -> list[str]:
+        """Every line the screen showed, in order, without the escape sequences."""
+        return [line.strip() for line in ANSI.sub("", self.transcript.getvalue()).split("\n")]
+
+
+async def api(live: Live, path: str) -> Any:
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        response = await http.get(path)
+        assert response.status_code == 200, response.text
+        return response.json() if "json" in response.headers["content-type"] else response
+
+
+async def newest_course(live: Live) -> dict[str, Any]:
+    course: dict[str, Any] = (await api(live, "/api/courses"))["courses"][0]
+    return course
+
+
+async def markdown_export(live: Live, course_id: int) -> dict[str, bytes]:
+    response = await api(live, f"/api/courses/{course_id}/export/markdown")
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def folder_files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+async def test_generate_shows_each_lesson_change_live_and_saves_the_markdown(
+    start_live: StartLive, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    live = await start_live(concurrency=1)
+    fake.lesson_delay = 0.4
+    terminal = Terminal(
+        "generate", "Sourdough baking", "--lessons", "3", "--server", live.url,
+        "--out", "course", cwd=tmp_path,
+    )  # fmt: skip
+    # Lesson 1 is shown being written while the others wait, before anything is done.
+    await terminal.expect(r"1\s+Lesson 1:[^\n]*generating")
+    await terminal.expect(r"0/3 lessons written")
+    assert await terminal.exit_status() == 0
+    lines = terminal.screen_lines()
+    for k in (1, 2, 3):
+        shown = [line for line in lines if re.match(rf"{k}\s+Lesson {k}:", line)]
+        states = [s for s in ("pending", "generating", "complete") if any(s in x for x in shown)]
+        # Lesson 1 starts at once; the others wait their turn (one call at a time).
+        assert states == (
+            ["generating", "complete"] if k == 1 else ["pending", "generating", "complete"]
+        ), shown
+        first_done = next(i for i, x in enumerate(lines) if re.match(rf"{k}\s+.*✓ complete", x))
+        first_busy = next(i for i, x in enumerate(lines) if re.match(rf"{k}\s+.*generating", x))
+        assert first_busy < first_done
+    assert any("3/3 lessons written" in line and "[complete]" in line for line in lines)
+    course = await newest_course(live)
+    assert course["title"] == "Sourdough baking: a practical course"
+    files = folder_files(tmp_path / "course")
+    assert files == await markdown_export(live, course["id"])
+    assert [re.sub(r"-.*", "", name) for name in sorted(files)] == ["01", "02", "03", "README.md"]
+    assert "Saved the course's Markdown in course/" in lines
+
+
+@SINGLE
+async def test_piped_output_is_one_plain_line_per_status_change(
+    start_live: StartLive, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    live = await start_live(concurrency=1)
+    fake.lesson_delay = 0.1
+    result = await run("generate", "Bird watching", "--lessons", "2", "--server", live.url,
+                       cwd=tmp_path)  # fmt: skip
+    assert result.code == 0, result.err
+    assert "\x1b" not in result.out
+    course = await newest_course(live)
+    lines = result.out.splitlines()
+    assert lines[0] == 'Writing the outline of "Bird watching"...'
+    assert lines[1].startswith(f'course {course["id"]} "Bird watching: a practical course": '
+                               f'2 lessons, job {course["job"]["job_id"]}')  # fmt: skip
+    for k in (1, 2):
+        title = f'"Lesson {k}: '
+        for status in ("pending", "generating", "complete"):
+            said = [x for x in lines if x.startswith(f"lesson {k}/2 {status}: {title}")]
+            assert len(said) == 1, (status, lines)
+    done = next(x for x in lines if x.startswith("lesson 1/2 complete"))
+    assert re.search(r"\([0-9,]+ tokens, \$\?\)$", done)  # claude-test has no price
+    assert lines[-2].startswith("course complete: 2/2 lessons written, ")
+    # Named after the course, as its export is.
+    assert lines[-1] == "Saved the course's Markdown in bird-watching-a-practical-course/"
+    assert (tmp_path / "bird-watching-a-practical-course" / "README.md").is_file()
+
+
+@SINGLE
+async def test_a_failed_lesson_exits_1_and_still_saves_what_was_written(
+    start_live: StartLive, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    live = await start_live()
+    fake.add_fault(kind="lesson", match="Lesson 2", status=500, times=None)
+    result = await run("generate", "Knitting", "--lessons", "3", "--server", live.url,
+                       "--out", "knitting", cwd=tmp_path)  # fmt: skip
+    assert result.code == 1, result.err
+    failed = [x for x in result.out.splitlines() if x.startswith("lesson 2/3 error")]
+    assert len(failed) == 1 and "the model provider failed (500" in failed[0]
+    assert "course error: 2/3 lessons written, 1 failed" in result.out
+    files = folder_files(tmp_path / "knitting")
+    assert [re.sub(r"-.*", "", name) for name in sorted(files)] == ["01", "03", "README.md"]
+    assert files == await markdown_export(live, (await newest_course(live))["id"])
+
+
+@SINGLE
+async def test_ctrl_c_cancels_the_job_on_the_server_and_exits_130(
+    start_live: StartLive, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    live = await start_live(concurrency=1, lesson_timeout=60)
+    fake.lesson_delay = 30
+    work = tmp_path / "work"
+    work.mkdir()
+    terminal = Terminal("generate", "Pottery", "--lessons", "3", "--server", live.url,
+                        cwd=work)  # fmt: skip
+    await terminal.expect(r"1\s+Lesson 1:[^\n]*generating")
+    terminal.child.sendintr()
+    assert await terminal.exit_status() == 130
+    job = (await newest_course(live))["job"]
+    assert job["status"] == "cancelled"
+    progress = await api(live, f"/api/jobs/{job['job_id']}/progress")
+    assert progress["status"] == "cancelled"
+    assert f"Interrupted: cancelled job {job['job_id']}; 0/3 lessons written" in "".join(
+        terminal.screen_lines()
+    )
+    assert not await asyncio.to_thread(os.listdir, work)  # nothing saved: not finished
+
+
+async def test_without_a_server_it_runs_the_service_on_the_local_database(tmp_path: Path) -> None:
+    db = tmp_path / "local.db"
+    env = cli_env(COURSEGEN_DB=str(db), COURSEGEN_DEMO_DELAY="0.05")
+    result = await run("generate", "Tea ceremony", "--lessons", "2", "--level", "advanced",
+                       "--language", "Japanese", cwd=tmp_path, env=env)  # fmt: skip
+    assert result.code == 0, result.err
+    assert "offline demo provider" in result.err
+    assert "course complete: 2/2 lessons written" in result.out
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT c.level, c.language, l.content_status FROM courses c "
+            "JOIN lessons l ON l.course_id = c.id"
+        ).fetchall()
+    assert rows == [("advanced", "Japanese", "complete")] * 2
+    folder = result.out.splitlines()[-1].removeprefix("Saved the course's Markdown in ")
+    assert sorted(folder_files(tmp_path / folder.rstrip("/")))[-1] == "README.md"
+    # The same database, listed and exported without a server.
+    listed = await run("list", cwd=tmp_path, env=env)
+    assert listed.code == 0, listed.err
+    header, row = listed.out.splitlines()
+    assert header.split() == ["ID", "WRITTEN", "STATUS", "COST", "TITLE"]
+    assert row.split()[:3] == ["1", "2/2", "complete"]
+    exported = await run("export", "1", "--format", "markdown", "-o", "tea.zip",
+                         cwd=tmp_path, env=env)  # fmt: skip
+    assert exported.code == 0, exported.err
+    with zipfile.ZipFile(tmp_path / "tea.zip") as archive:
+        assert sorted(archive.namelist()) == sorted(folder_files(tmp_path / folder.rstrip("/")))
+
+
+@SINGLE
+async def test_bad_usage_exits_2_with_one_line_saying_why(
+    start_live: StartLive, tmp_path: Path
+) -> None:
+    live = await start_live()
+    zero = await run("generate", "Knitting", "--lessons", "0", "--server", live.url, cwd=tmp_path)
+    assert zero.code == 2
+    assert "--lessons: must be from 1 to 20, got 0" in zero.err
+    short = await run("generate", "ab", "--server", live.url, cwd=tmp_path)
+    assert short.code == 2
+    assert short.err == "coursegen generate: topic must be 3 to 200 characters long (it has 2)\n"
+    unknown = await run("export", "999", "--format", "html", "--server", live.url, cwd=tmp_path)
+    assert (unknown.code, unknown.err) == (2, "coursegen export: no such course\n")
+    assert (await api(live, "/api/courses"))["courses"] == []
+
+
+@SINGLE
+async def test_a_service_that_is_down_or_wants_a_token_is_one_line_and_exit_1(
+    start_live: StartLive, tmp_path: Path
+) -> None:
+    down = await run("list", "--server", f"http://127.0.0.1:{free_port()}", cwd=tmp_path)
+    assert down.code == 1
+    assert down.err.startswith("coursegen list: cannot reach the service at http://127.0.0.1:")
+    assert down.err.count("\n") == 1
+    token = "tok-" + "s3cret" * 6
+    live = await start_live(api_token=token)
+    refused = await run("generate", "Knitting", "--server", live.url, cwd=tmp_path)
+    assert refused.code == 1
+    assert refused.err == (
+        f"coursegen generate: the service at {live.url} needs a token: set COURSEGEN_API_TOKEN\n"
+    )
+    wrong = await run("list", "--server", live.url, cwd=tmp_path,
+                      env=cli_env(COURSEGEN_API_TOKEN="not-" + token))  # fmt: skip
+    assert wrong.code == 1 and "refused the token" in wrong.err
+    assert token not in wrong.out + wrong.err
+    allowed = await run("list", "--server", live.url, cwd=tmp_path,
+                        env=cli_env(COURSEGEN_API_TOKEN=token))  # fmt: skip
+    assert (allowed.code, allowed.err) == (0, "no courses yet\n")
+
+
+@SINGLE
+async def test_list_shows_each_course_newest_first_and_searches(
+    start_live: StartLive, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    live = await start_live()
+    fake.add_fault(kind="lesson", match="Lesson 1: What Pottery", status=500, times=None)
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        for topic, lessons in (("Knitting", 2), ("Pottery", 3)):
+            created = await http.post(
+                "/api/courses/generate", json={"topic": topic, "lessons": lessons}
+            )
+            job_id = created.json()["job_id"]
+            async with http.stream("GET", f"/api/jobs/{job_id}/events") as stream:
+                await stream.aread()  # the stream ends with the job
+    listed = await run("list", "--server", live.url, cwd=tmp_path)
+    assert listed.code == 0, listed.err
+    rows = [line.split(None, 4) for line in listed.out.splitlines()]
+    assert rows == [
+        ["ID", "WRITTEN", "STATUS", "COST", "TITLE"],
+        ["2", "2/3", "error", "(1", "failed)  $?  Pottery: a practical course"],
+        ["1", "2/2", "complete", "$?", "Knitting: a practical course"],
+    ]
+    found = await run("list", "--search", "knit", "--server", live.url, cwd=tmp_path)
+    assert [line.split()[0] for line in found.out.splitlines()] == ["ID", "1"]
+    first = await run("list", "--limit", "1", "--server", live.url, cwd=tmp_path)
+    assert [line.split()[0] for line in first.out.splitlines()] == ["ID", "2"]
+    cursor = first.err.removeprefix("more: coursegen list --before ").strip()
+    rest = await run("list", "--limit", "1", "--before", cursor, "--server", live.url,
+                     cwd=tmp_path)  # fmt: skip
+    assert [line.split()[0] for line in rest.out.splitlines()] == ["ID", "1"]
+    assert rest.err == ""
+
+
+@SINGLE
+async def test_export_over_the_api_writes_the_file_the_api_serves(
+    start_live: StartLive, tmp_path: Path
+) -> None:
+    live = await start_live()
+    made = await run("generate", "Knitting", "--lessons", "1", "--server", live.url, cwd=tmp_path)
+    assert made.code == 0, made.err
+    result = await run("export", "1", "--format", "markdown", "--server", live.url, cwd=tmp_path)
+    assert result.code == 0, result.err
+    saved = tmp_path / "knitting-a-practical-course-markdown.zip"
+    assert result.out.startswith(f"wrote {saved.name} (")
+    served = await api(live, "/api/courses/1/export/markdown")
+    assert saved.read_bytes() == served.content
+
+
+async def test_help_of_each_command_names_its_settings(tmp_path: Path) -> None:
+    client_only = {"COURSEGEN_HOST", "COURSEGEN_PORT", "COURSEGEN_ALLOWED_HOSTS",
+                   "COURSEGEN_ALLOWED_ORIGINS"}  # fmt: skip
+    flagged = {spec.env for spec in SPECS if spec.flag is not None}
+    for command in ("generate", "list", "export"):
+        shown = await run(command, "--help", cwd=tmp_path)
+        assert shown.code == 0
+        text = " ".join(shown.out.split())
+        for env in flagged - client_only:
+            assert env in text, (command, env)
+        for env in ("COURSEGEN_SERVER", "COURSEGEN_API_TOKEN", "--server"):
+            assert env in text, (command, env)
+        assert "COURSEGEN_PORT" not in text  # it serves on a free port of its own
+    serve = await run("serve", "--help", cwd=tmp_path)
+    assert all(env in " ".join(serve.out.split()) for env in flagged)
