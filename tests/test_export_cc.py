@@ -12,12 +12,16 @@ exactly the answer the API holds. Every test runs on both engines.
 from __future__ import annotations
 
 import io
+import re
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 
+from coursegen.domain import QuizQuestion
+from coursegen.export import cc
+from coursegen.export.document import ExportCourse, ExportLesson
 from coursegen.fake_anthropic import FakeAnthropic
 from tests.conftest import Running
 
@@ -112,10 +116,12 @@ def read_package(data: bytes) -> Package:
     assert manifest.findtext("cp:metadata/cp:schema", namespaces=NS) == "IMS Common Cartridge"
     assert manifest.findtext("cp:metadata/cp:schemaversion", namespaces=NS) == "1.1.0"
 
-    # Identifiers are xsd:IDs: unique in the manifest, and a name (not starting with a digit).
+    assert manifest.find("cp:metadata/lomimscc:lom", NS) is not None  # required by the XSD
+
+    # Identifiers are xsd:IDs: unique in the manifest, and names (NCNames).
     identifiers = [e.attrib["identifier"] for e in manifest.iter() if "identifier" in e.attrib]
     assert len(identifiers) == len(set(identifiers)), identifiers
-    assert all(i[0].isalpha() or i[0] == "_" for i in identifiers), identifiers
+    assert all(re.fullmatch(r"[A-Za-z_][\w.-]*", i) for i in identifiers), identifiers
     resources = {
         r.attrib["identifier"]: r for r in manifest.iterfind("cp:resources/cp:resource", NS)
     }
@@ -464,3 +470,38 @@ async def test_lessons_not_written_are_listed_as_not_written_yet(
         assert questions == lesson["quiz"]
     assessments = [r for r in package.resources.values() if r.attrib["type"] == ASSESSMENT]
     assert len(assessments) == 2
+
+
+def test_identifiers_are_the_courses_own_and_text_xml_cannot_carry_is_dropped() -> None:
+    """Two courses imported into one LMS course must not overwrite each other's pages and
+    quizzes (importers key what they import by the manifest's identifiers); characters
+    XML 1.0 cannot hold at all are dropped rather than breaking the package."""
+    question = QuizQuestion("Which\x0b one?", ("this\x1f", "that"), 1, "Because\x00.")
+    lesson = ExportLesson(
+        1, "Tabs\x0b and bells\x07", "", "Text", "<p>Text</p>", (question,), "01-tabs"
+    )
+
+    def course(course_id: int, created_at: str) -> ExportCourse:
+        return ExportCourse(
+            course_id, "Control\x0c", "t", "", "beginner", "English", created_at, (lesson,), "c"
+        )
+
+    one, same, other = (
+        read_package(cc.build(course(7, "2026-12-01T10:00:00Z"))),
+        read_package(cc.build(course(7, "2026-12-01T10:00:00Z"))),
+        read_package(cc.build(course(8, "2026-12-01T10:00:01Z"))),
+    )
+    assert one.files == same.files
+    assert set(one.resources).isdisjoint(other.resources)
+    [folder] = one.lesson_folders()
+    assert folder.findtext("cp:title", namespaces=NS) == "1. Tabs and bells"
+    [item] = folder.findall("cp:item", NS)[1:]
+    _, questions = quiz_from_qti(one.files[one.resource_file(item)[1]])
+    assert questions == [
+        {
+            "question": "Which one?",
+            "choices": ["this", "that"],
+            "answer": 1,
+            "explanation": "Because.",
+        }
+    ]
