@@ -235,6 +235,8 @@ def quiz_from_qti(data: bytes) -> tuple[ET.Element, list[dict[str, Any]]]:
     assert fields["cc_profile"] == "cc.exam.v0p1"
     assert fields["qmd_assessmenttype"] == "Examination"
     assert fields["cc_maxattempts"] in {"1", "2", "3", "4", "5", "unlimited"}
+    # Children in the order the XSD's sequences have them.
+    assert tags(assessment) == ["qtimetadata", "section"]
     [section] = assessment.findall("qti:section", NS)
     items = section.findall("qti:item", NS)
     idents = [item.attrib["ident"] for item in items]
@@ -242,7 +244,16 @@ def quiz_from_qti(data: bytes) -> tuple[ET.Element, list[dict[str, Any]]]:
     return assessment, [question_from_item(item) for item in items]
 
 
+def tags(element: ET.Element) -> list[str]:
+    """The local names of an element's children, in document order."""
+    return [child.tag.split("}", 1)[1] for child in element]
+
+
 def question_from_item(item: ET.Element) -> dict[str, Any]:
+    assert tags(item) in (
+        ["itemmetadata", "presentation", "resprocessing"],
+        ["itemmetadata", "presentation", "resprocessing", "itemfeedback"],
+    )
     metadata = item.findall("qti:itemmetadata/qti:qtimetadata/qti:qtimetadatafield", NS)
     assert [
         (f.findtext("qti:fieldlabel", namespaces=NS), f.findtext("qti:fieldentry", namespaces=NS))
@@ -256,6 +267,11 @@ def question_from_item(item: ET.Element) -> dict[str, Any]:
     assert len(choices) == len(labels)
 
     [processing] = item.findall("qti:resprocessing", NS)
+    assert tags(processing)[0] == "outcomes"
+    for condition in processing.findall("qti:respcondition", NS):
+        order = tags(condition)
+        assert order[0] == "conditionvar" and order.count("conditionvar") == 1
+        assert order == sorted(order, key=["conditionvar", "setvar", "displayfeedback"].index)
     [decvar] = processing.findall("qti:outcomes/qti:decvar", NS)
     assert decvar.attrib == {
         "varname": "SCORE", "vartype": "Decimal", "minvalue": "0", "maxvalue": "100",
