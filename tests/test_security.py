@@ -196,7 +196,7 @@ async def test_the_openapi_document_describes_every_route(running: Running) -> N
     assert served["openapi"].startswith("3.1")
     (api,) = [r for r in running.app.routes if isinstance(r, Mount) and r.path == "/api"]
     routes = {
-        (f"/api{route.path.replace(':int', '')}", method.lower())
+        (f"/api{route.path.replace(':id}', '}')}", method.lower())
         for route in api.routes
         if isinstance(route, Route)
         for method in route.methods or ()

@@ -13,11 +13,12 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 
 from coursegen import api, auth, streams
@@ -27,7 +28,14 @@ from coursegen.errors import AppError
 from coursegen.events import Broker
 from coursegen.guards import HostGuard, OriginGuard, allowed_hosts
 from coursegen.jobs import JobRunner
-from coursegen.middleware import TOO_LARGE, BodyLimit, SecurityHeaders, error_response
+from coursegen.logs import shorten_request_targets
+from coursegen.middleware import (
+    TOO_LARGE,
+    BodyLimit,
+    SecurityHeaders,
+    ServerErrors,
+    error_response,
+)
 from coursegen.prices import load_prices
 from coursegen.providers import Provider, make_provider
 from coursegen.resources import static_dir
@@ -42,6 +50,27 @@ _HTTP_ERRORS = {
     405: "this method is not allowed here",
     413: TOO_LARGE,
 }
+
+
+class RowIdConvertor(Convertor[int]):
+    """`{name:id}`: a row id or version number, written as digits the usual way.
+
+    Starlette's `int` matches any run of digits and `int()` then raises past 4,300 of
+    them (a 500). This one matches at most 19 ASCII digits without a leading zero, so
+    anything else (signed, padded, huge, other scripts' digits) matches no route: a 404.
+    Nineteen digits may still exceed SQLite's largest integer; `parse_id` refuses those.
+    """
+
+    regex = "0|[1-9][0-9]{0,18}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("id", RowIdConvertor())
 
 
 def create_app(settings: Settings, *, provider: Provider | None = None) -> Starlette:
@@ -73,6 +102,7 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
         services = Services(settings, store, broker, chosen, runner, drafts, node, anyio.Event())
         app.state.services = services  # for tests and tools that hold the app
         closer = asyncio.create_task(_close_streams_on_exit(services))
+        shorten_request_targets()  # now, after the server has set its logging up
         try:
             if chosen.name == "demo":
                 logger.warning(
@@ -97,17 +127,17 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
         Route("/courses/generate", api.generate, methods=["POST"]),
         Route("/courses", api.list_courses, methods=["GET"]),
         # One route per path, so a 405 lists every method the path has in `Allow`.
-        Route("/courses/{id:int}", api.course, methods=["GET", "DELETE"]),
-        Route("/courses/{id:int}/lessons", api.add_lesson, methods=["POST"]),
-        Route("/courses/{id:int}/export/{format}", api.export, methods=["GET"]),
-        Route("/lessons/{id:int}", api.lesson, methods=["GET", "PATCH", "DELETE"]),
-        Route("/lessons/{id:int}/versions", api.lesson_versions, methods=["GET"]),
-        Route("/lessons/{id:int}/versions/{n:int}", api.lesson_version, methods=["GET"]),
-        Route("/lessons/{id:int}/versions/{n:int}/restore", api.restore_version, methods=["POST"]),
-        Route("/lessons/{id:int}/quiz/retry", api.retry_quiz, methods=["POST"]),
-        Route("/lessons/{id:int}/retry", api.retry_lesson, methods=["POST"]),
-        Route("/lessons/{id:int}/prioritize", api.prioritize_lesson, methods=["POST"]),
-        Route("/lessons/{id:int}/events", streams.lesson_events, methods=["GET"]),
+        Route("/courses/{id:id}", api.course, methods=["GET", "DELETE"]),
+        Route("/courses/{id:id}/lessons", api.add_lesson, methods=["POST"]),
+        Route("/courses/{id:id}/export/{format}", api.export, methods=["GET"]),
+        Route("/lessons/{id:id}", api.lesson, methods=["GET", "PATCH", "DELETE"]),
+        Route("/lessons/{id:id}/versions", api.lesson_versions, methods=["GET"]),
+        Route("/lessons/{id:id}/versions/{n:id}", api.lesson_version, methods=["GET"]),
+        Route("/lessons/{id:id}/versions/{n:id}/restore", api.restore_version, methods=["POST"]),
+        Route("/lessons/{id:id}/quiz/retry", api.retry_quiz, methods=["POST"]),
+        Route("/lessons/{id:id}/retry", api.retry_lesson, methods=["POST"]),
+        Route("/lessons/{id:id}/prioritize", api.prioritize_lesson, methods=["POST"]),
+        Route("/lessons/{id:id}/events", streams.lesson_events, methods=["GET"]),
         Route("/jobs/{job_id}/progress", api.job_progress, methods=["GET"]),
         Route("/jobs/{job_id}/retry", api.retry_job, methods=["POST"]),
         Route("/jobs/{job_id}/cancel", api.cancel_job, methods=["POST"]),
@@ -120,23 +150,26 @@ def create_app(settings: Settings, *, provider: Provider | None = None) -> Starl
     # On the mount, the gate sees every API request whatever prefix a proxy adds.
     api_middleware = [Middleware(TokenGate, token=settings.api_token)] if settings.api_token else []
     routes = [
-        # A router of its own, so a wrong method under /api/ is a 405, not the page's 404.
-        Mount("/api", routes=api_routes, middleware=api_middleware),
+        # A router of its own, so a wrong method under /api/ is a 405, not the page's 404;
+        # without slash redirects, so `/api/courses/` (an empty id) is a 404 too.
+        Mount(
+            "/api",
+            app=Router(routes=api_routes, redirect_slashes=False),
+            middleware=api_middleware,
+        ),
         Mount("/", _PageFiles(directory=static_dir(), html=True), name="static"),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={
-            AppError: _app_error,
-            HTTPException: _http_error,
-            Exception: _server_error,
-        },
+        exception_handlers={AppError: _app_error, HTTPException: _http_error},
     )
-    # The last added is the outermost: headers on every answer, then who may ask at all.
+    # The last added is the outermost: headers on every answer, its 500s included, then
+    # who may ask at all.
     app.add_middleware(BodyLimit)
     app.add_middleware(OriginGuard, origins=settings.allowed_origins)
     app.add_middleware(HostGuard, hosts=allowed_hosts(settings))
+    app.add_middleware(ServerErrors)
     app.add_middleware(SecurityHeaders)
     return app
 
@@ -174,8 +207,3 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405 and exc.headers and "Allow" in exc.headers:
         message = f"{request.method} is not allowed here; use {exc.headers['Allow']}"
     return error_response(message, exc.status_code, dict(exc.headers or {}))
-
-
-async def _server_error(request: Request, exc: Exception) -> Response:
-    logger.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response("internal error; the server log has the details", 500)

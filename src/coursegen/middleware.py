@@ -1,11 +1,16 @@
-"""ASGI middleware that guards every request: body size and response headers."""
+"""ASGI middleware that guards every request: body size, unexpected errors and headers."""
 
 from __future__ import annotations
+
+import logging
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coursegen.errors import PayloadTooLarge
+from coursegen.logs import shorten
+
+logger = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 TOO_LARGE = f"the body is over {MAX_BODY // 1024} KiB"
@@ -81,3 +86,35 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class ServerErrors:
+    """Answer an unexpected exception with a JSON 500 that says nothing of it, and log it.
+
+    Starlette's own handler for `Exception` runs in its outermost layer, outside every
+    middleware added, so its 500 would go out without the security headers: this one
+    sits inside SecurityHeaders. An exception after the answer began cannot change the
+    status; it goes on to the server, which closes the connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def send_noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_start)
+        except Exception:
+            if started:
+                raise
+            logger.exception("unexpected error on %s %s", scope["method"], shorten(scope["path"]))
+            response = error_response("internal error; the server log has the details", 500)
+            await response(scope, receive, send)
