@@ -138,3 +138,29 @@ CREATE TABLE IF NOT EXISTS lesson_versions (
     content      TEXT NOT NULL,
     UNIQUE (lesson_id, version)
 );
+
+-- Course search (GET /api/courses?q=): an FTS5 index of each course's title, topic and
+-- description, kept in step with `courses` by the triggers below. It holds no text of
+-- its own (external content), so it is derived data: `coursegen copy` leaves it behind,
+-- and store/schema.py rebuilds it when it does not hold one row per course.
+CREATE VIRTUAL TABLE IF NOT EXISTS courses_search USING fts5(
+    title, topic, description,
+    content = 'courses', content_rowid = 'id',
+    -- Any language: words split at what is not a letter or digit, accents folded.
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS courses_search_insert AFTER INSERT ON courses BEGIN
+    INSERT INTO courses_search (rowid, title, topic, description)
+    VALUES (new.id, new.title, new.topic, new.description);
+END;
+CREATE TRIGGER IF NOT EXISTS courses_search_delete AFTER DELETE ON courses BEGIN
+    INSERT INTO courses_search (courses_search, rowid, title, topic, description)
+    VALUES ('delete', old.id, old.title, old.topic, old.description);
+END;
+CREATE TRIGGER IF NOT EXISTS courses_search_update
+AFTER UPDATE OF title, topic, description ON courses BEGIN
+    INSERT INTO courses_search (courses_search, rowid, title, topic, description)
+    VALUES ('delete', old.id, old.title, old.topic, old.description);
+    INSERT INTO courses_search (rowid, title, topic, description)
+    VALUES (new.id, new.title, new.topic, new.description);
+END;

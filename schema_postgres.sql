@@ -151,3 +151,10 @@ CREATE TABLE IF NOT EXISTS lesson_versions (
     content      TEXT NOT NULL,
     UNIQUE (lesson_id, version)
 );
+
+-- Course search (GET /api/courses?q=): PostgreSQL's full-text search with the `simple`
+-- configuration (no stemming, so any language works), over an expression index: derived
+-- from the rows, built for existing rows when it is created, never copied. The query
+-- must say exactly this expression (store/postgres.py, _SEARCH_VECTOR).
+CREATE INDEX IF NOT EXISTS courses_search ON courses
+    USING GIN (to_tsvector('simple', title || ' ' || topic || ' ' || description));

@@ -21,6 +21,7 @@ from coursegen.validation import (
     parse_instructions,
     parse_job_id,
     parse_lesson_edit,
+    parse_list_query,
     parse_mode,
     parse_new_lesson,
     parse_options,
@@ -58,9 +59,17 @@ async def generate(request: Request) -> JSONResponse:
 
 
 async def list_courses(request: Request) -> JSONResponse:
-    courses, last_event_id = await services_of(request).store.list_courses()
+    """A page of courses, newest first; `next` (opaque) asks for the page after it."""
+    query = parse_list_query(request)
+    page = await services_of(request).store.list_courses(
+        limit=query.limit, before=query.before, search=query.search
+    )
     return JSONResponse(
-        {"courses": [course.to_json() for course in courses], "last_event_id": last_event_id}
+        {
+            "courses": [course.to_json() for course in page.courses],
+            "next": None if page.next is None else str(page.next),
+            "last_event_id": page.last_event_id,
+        }
     )
 
 

@@ -296,19 +296,45 @@ class Course:
 
 
 @dataclass(frozen=True, slots=True)
+class LessonCounts:
+    """How many of a course's lessons are in each status."""
+
+    pending: int = 0
+    generating: int = 0
+    complete: int = 0
+    error: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.generating + self.complete + self.error
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "pending": self.pending,
+            "generating": self.generating,
+            "complete": self.complete,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class CourseListItem:
-    """A course in the list: its lesson count and job instead of its lessons."""
+    """A course in the list: its lessons counted by status instead of listed."""
 
     id: int
     topic: str
     title: str
     description: str
     created_at: str
-    lesson_count: int
     job: Progress | None
+    lesson_statuses: LessonCounts = LessonCounts()
     mode: str = "stream"
     usage: Usage = Usage()
     options: CourseOptions = DEFAULT_OPTIONS
+
+    @property
+    def lesson_count(self) -> int:
+        return self.lesson_statuses.total
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -318,11 +344,25 @@ class CourseListItem:
             "description": self.description,
             "created_at": self.created_at,
             "lesson_count": self.lesson_count,
+            "lesson_statuses": self.lesson_statuses.to_json(),
             "mode": self.mode,
             **self.options.to_json(),
             "job": self.job.to_json() if self.job else None,
             "usage": self.usage.to_json(),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class CoursePage:
+    """One page of the course list, newest first.
+
+    `next` is the id to list before for the following page (None: this is the last);
+    `last_event_id` the newest event when the page was read, to follow changes from.
+    """
+
+    courses: tuple[CourseListItem, ...]
+    next: int | None
+    last_event_id: int
 
 
 @dataclass(frozen=True, slots=True)

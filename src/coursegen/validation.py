@@ -49,6 +49,56 @@ def parse_job_id(raw: str) -> str:
         raise NotFound("no such job") from None
 
 
+LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 50, 200
+SEARCH_MAX = 200  # characters: more than any title, topic and description need
+_LIST_LIMIT = re.compile(r"[1-9][0-9]{0,2}")
+# A page cursor: the id of the last course of the page before (no sign, no padding).
+_PAGE_CURSOR = re.compile(r"[1-9][0-9]{0,18}")
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    limit: int
+    before: int | None
+    search: str | None
+
+
+def _query_param(request: Request, name: str) -> str | None:
+    """A query parameter given at most once; an empty one counts as not given."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise BadRequest(f"{name} must be given at most once")
+    return values[0] if values and values[0] != "" else None
+
+
+def parse_list_query(request: Request) -> ListQuery:
+    """`limit`, `before` and `q` of `GET /api/courses`."""
+    limit = _query_param(request, "limit")
+    if limit is not None and not (_LIST_LIMIT.fullmatch(limit) and int(limit) <= LIST_LIMIT_MAX):
+        raise BadRequest(f"limit must be a whole number from 1 to {LIST_LIMIT_MAX}")
+    before = _query_param(request, "before")
+    if before is not None and not (
+        _PAGE_CURSOR.fullmatch(before) and int(before) <= _MAX_SQLITE_INT
+    ):
+        raise BadRequest(
+            "before must be the `next` of an earlier answer, unchanged (leave it out for "
+            "the first page)"
+        )
+    search = _query_param(request, "q")
+    if search is not None:
+        if _FORBIDDEN.search(search):
+            raise BadRequest("q must be one line of text without control characters")
+        if len(search) > SEARCH_MAX:
+            raise BadRequest(
+                f"q must be at most {SEARCH_MAX} characters long (it has {len(search)})"
+            )
+    return ListQuery(
+        int(limit) if limit is not None else LIST_LIMIT_DEFAULT,
+        int(before) if before is not None else None,
+        search,
+    )
+
+
 def parse_cursor(request: Request) -> int | None:
     """The stream resume cursor; the header wins, as EventSource updates it on reconnect."""
     raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")

@@ -166,7 +166,7 @@ async def _run(page: Page, url: str) -> dict[str, Any]:
 
 
 async def _state(live: Live, job_id: str) -> tuple[list[str], str]:
-    courses, _ = await live.services.store.list_courses()
+    courses = (await live.services.store.list_courses()).courses
     progress = await live.services.store.get_progress(job_id)
     assert progress is not None
     return [c.topic for c in courses], progress.status

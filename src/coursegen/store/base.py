@@ -10,9 +10,9 @@ from coursegen.domain import (
     ClaimedLesson,
     ClaimedQuiz,
     Course,
-    CourseListItem,
     CourseOptions,
     CourseOutline,
+    CoursePage,
     Event,
     JobSnapshot,
     JobStatus,
@@ -257,7 +257,9 @@ class Store(Protocol):
     async def delete_course(self, course_id: int) -> None: ...
 
     # -- reads
-    async def list_courses(self) -> tuple[list[CourseListItem], int]: ...
+    async def list_courses(
+        self, *, limit: int = 50, before: int | None = None, search: str | None = None
+    ) -> CoursePage: ...
     async def get_course(self, course_id: int) -> Course | None: ...
     async def get_lesson(self, lesson_id: int) -> Lesson | None: ...
     async def course_texts(self, course_id: int) -> tuple[Course, list[Lesson]] | None: ...

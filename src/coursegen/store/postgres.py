@@ -27,6 +27,7 @@ from asyncpg.pool import PoolConnectionProxy
 from coursegen.domain import JobSnapshot, Progress
 from coursegen.resources import postgres_schema_path
 from coursegen.store.base import OnCommit, Row, progress_of, summary_of
+from coursegen.store.queries import Condition
 from coursegen.store.sql import SqlStore
 from coursegen.store.transaction import Transaction
 
@@ -47,6 +48,9 @@ _NOTIFY_BYTES = 7900  # PostgreSQL refuses a payload of 8000 bytes or more
 _EVENT_ORDER_LOCK = 0x636F7572  # "cour"
 # Held by a claim while it counts the cluster's calls in flight (with a limit set).
 _CLUSTER_CLAIM_LOCK = _EVENT_ORDER_LOCK + 2
+# What a course search looks in: exactly the expression of the `courses_search` index in
+# schema_postgres.sql, or the index is not used.
+_SEARCH_VECTOR = "to_tsvector('simple', c.title || ' ' || c.topic || ' ' || c.description)"
 _SAFETY_POLL = 1.0  # seconds: how stale a node's streams may get if NOTIFY is lost
 _RETRIES = 5  # a transaction chosen as a deadlock's victim runs again
 _PLACEHOLDER = re.compile(r"\?")
@@ -330,6 +334,15 @@ class PostgresStore(SqlStore):
 
     def _own_lessons(self) -> tuple[str, tuple[Any, ...]]:
         return " AND node = ?", (self.node,)
+
+    def _matching(self, words: list[str]) -> Condition:
+        """Full-text search with the `simple` configuration (no stemming, any language),
+        on the expression `courses_search` indexes. Each word is a quoted lexeme (quotes
+        and backslashes doubled), so nothing a person types is tsquery syntax; the
+        lexeme goes through the same parser as the course's text."""
+        lexemes = ["'" + word.replace("\\", "\\\\").replace("'", "''") + "'" for word in words]
+        lexemes[-1] += ":*"
+        return f"{_SEARCH_VECTOR} @@ to_tsquery('simple', ?)", (" & ".join(lexemes),)
 
     _CLAIM_LOCK = " FOR UPDATE OF l SKIP LOCKED"  # nodes claiming at once take others
     # A lesson in a batch has no lease: no node's death makes it claimable again.

@@ -11,9 +11,11 @@ from coursegen.domain import (
     CourseListItem,
     CourseOptions,
     CourseOutline,
+    CoursePage,
     Event,
     JobSnapshot,
     Lesson,
+    LessonCounts,
     LessonPlan,
     LessonStatus,
     Level,
@@ -28,6 +30,8 @@ from coursegen.store.base import USAGE_SUMS, Row, progress_of, summary_of, usage
 from coursegen.store.transaction import JOB_COLUMNS, LATEST_JOB, Transaction
 
 IDEMPOTENCY_TTL = 24 * 3600
+# A condition on courses `c` and its parameters.
+Condition = tuple[str, tuple[Any, ...]]
 # A course's options, as columns of `courses` (or of its alias, given as "c.").
 OPTION_COLUMNS = "{a}level, {a}language, {a}instructions, {a}quizzes"
 # USAGE_SUMS as one JSON object, for statements that read everything at once (SQLite).
@@ -40,43 +44,80 @@ _USAGE_JSON = (
 )
 
 
-async def list_courses(txn: Transaction) -> tuple[list[CourseListItem], int]:
-    """Every course, newest first, with its lesson count and job; and the newest event id."""
+async def list_courses(
+    txn: Transaction, limit: int, before: int | None, matching: Condition | None
+) -> CoursePage:
+    """Up to `limit` courses older than `before` (and `matching`), newest first.
+
+    Keyset paging on the id, so a page costs the same wherever it is in the list and
+    courses created or deleted meanwhile never shift the others. A constant number of
+    statements, however many courses: the page's, then its lessons', calls' and jobs'.
+    """
+    where, params = [], []
+    if before is not None:
+        where.append("c.id < ?")
+        params.append(before)
+    if matching is not None:
+        where.append(matching[0])
+        params.extend(matching[1])
     rows = await txn.fetchall(
         "SELECT c.id, c.topic, c.title, coalesce(c.description, '') AS description, c.created_at, "
         f"c.mode, {OPTION_COLUMNS.format(a='c.')}, "
-        "(SELECT count(*) FROM lessons l WHERE l.course_id = c.id) AS lesson_count, "
-        f"{LATEST_JOB.format(course='c.id')} AS job_id FROM courses c ORDER BY c.id DESC"
+        f"{LATEST_JOB.format(course='c.id')} AS job_id FROM courses c "
+        + (f"WHERE {' AND '.join(where)} " if where else "")
+        + "ORDER BY c.id DESC LIMIT ?",
+        (*params, limit + 1),  # one more tells whether there is a next page
     )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if not rows:
+        return CoursePage((), None, await newest_event_id(txn))
+    ids = [row["id"] for row in rows]
+    marks = ", ".join("?" * len(ids))
+    statuses: dict[int, dict[str, int]] = {}
+    for row in await txn.fetchall(
+        "SELECT course_id, content_status, count(*) AS n FROM lessons "
+        f"WHERE course_id IN ({marks}) GROUP BY course_id, content_status",
+        ids,
+    ):
+        statuses.setdefault(row["course_id"], {})[row["content_status"]] = int(row["n"])
     spent = {
         row["course_id"]: usage_of(row)
         for row in await txn.fetchall(
-            f"SELECT course_id, {USAGE_SUMS} FROM model_calls GROUP BY course_id"
+            f"SELECT course_id, {USAGE_SUMS} FROM model_calls "
+            f"WHERE course_id IN ({marks}) GROUP BY course_id",
+            ids,
         )
     }
+    job_ids = [row["job_id"] for row in rows if row["job_id"] is not None]
     jobs = {
         job["id"]: progress_of(job, spent.get(job["course_id"]))
-        for job in await txn.fetchall(
-            f"SELECT {JOB_COLUMNS} FROM content_generation_jobs WHERE id IN "
-            f"(SELECT {LATEST_JOB.format(course='c.id')} FROM courses c)"
+        for job in (
+            await txn.fetchall(
+                f"SELECT {JOB_COLUMNS} FROM content_generation_jobs "
+                f"WHERE id IN ({', '.join('?' * len(job_ids))})",
+                job_ids,
+            )
+            if job_ids
+            else []
         )
     }
-    courses = [
+    courses = tuple(
         CourseListItem(
             id=row["id"],
             topic=row["topic"],
             title=row["title"],
             description=row["description"],
             created_at=row["created_at"],
-            lesson_count=row["lesson_count"],
             job=jobs.get(row["job_id"]),
+            lesson_statuses=LessonCounts(**statuses.get(row["id"], {})),
             mode=row["mode"],
             usage=spent.get(row["id"], Usage()),
             options=options_of(row),
         )
         for row in rows
-    ]
-    return courses, await newest_event_id(txn)
+    )
+    return CoursePage(courses, ids[-1] if more else None, await newest_event_id(txn))
 
 
 async def course_view(txn: Transaction, course_id: int) -> Course | None:
@@ -294,6 +335,12 @@ async def idempotent_answer(txn: Transaction, key: str) -> tuple[str, dict[str, 
         (key, time.time() - IDEMPOTENCY_TTL),
     )
     return (row["fingerprint"], json.loads(row["response"])) if row else None
+
+
+def search_words(text: str) -> list[str]:
+    """The words of a search, split at white space. A piece without a letter or a digit
+    (`-`, `&|!`) can match nothing, so it is left out rather than sent to the engine."""
+    return [word for word in text.split() if any(ch.isalnum() for ch in word)]
 
 
 def options_of(row: Row) -> CourseOptions:

@@ -80,10 +80,28 @@ async def migrate(db: aiosqlite.Connection) -> None:
         await db.execute(index)
     rebuilt = [table for table in _IDS_NEVER_REUSED if await _never_reuse_ids(db, table)]
     if rebuilt:
-        # The rebuilt tables' indexes went with the old ones.
+        # The rebuilt tables' indexes (and triggers) went with the old ones.
         await db.executescript(script)
         for index in _INDEXES_ADDED_LATER:
             await db.execute(index)
+    await _index_every_course(db)
+
+
+async def _index_every_course(db: aiosqlite.Connection) -> None:
+    """Fill the course search index when it does not hold one row per course: it is new
+    to an older database, or a crash came between its creation and its filling.
+
+    The triggers keep it in step from then on. `courses_search_docsize` is FTS5's own
+    table of one row per indexed course (the search table itself would count `courses`).
+    """
+    rows = await db.execute_fetchall(
+        "SELECT (SELECT count(*) FROM courses) AS courses, "
+        "(SELECT count(*) FROM courses_search_docsize) AS indexed"
+    )
+    counts = next(iter(rows))
+    if counts["courses"] != counts["indexed"]:
+        logger.info("indexing %d courses for search", counts["courses"])
+        await db.execute("INSERT INTO courses_search (courses_search) VALUES ('rebuild')")
 
 
 async def _never_reuse_ids(db: aiosqlite.Connection, table: str) -> bool:

@@ -19,9 +19,9 @@ from coursegen.domain import (
     ClaimedLesson,
     ClaimedQuiz,
     Course,
-    CourseListItem,
     CourseOptions,
     CourseOutline,
+    CoursePage,
     Event,
     JobSnapshot,
     Lesson,
@@ -36,7 +36,7 @@ from coursegen.domain import (
 from coursegen.errors import BadRequest, Conflict, NotFound
 from coursegen.store import queries
 from coursegen.store.base import EVENT_PAGE, USAGE_SUMS, Row, usage_of
-from coursegen.store.queries import IDEMPOTENCY_TTL
+from coursegen.store.queries import IDEMPOTENCY_TTL, Condition
 from coursegen.store.transaction import (
     LATEST_JOB,
     LESSON_CHANGE,
@@ -58,6 +58,17 @@ class SqlStore(abc.ABC):
     _CLAIM_LOCK = ""  # one writer at a time owns an unshared database
     # More columns set once a lesson is in a Message Batch (`, column = value`...).
     _UNLEASE = ""
+
+    def _matching(self, words: list[str]) -> Condition:
+        """Courses `c` whose title, topic or description hold every word, the last as a
+        prefix. FTS5: each word a quoted string (its quotes doubled), so no word is
+        syntax (`NEAR`, `*`, `:`, `-`); the quoted word goes through the same
+        tokenizer as the course, so `node.js` finds the tokens `node` `js` in a row."""
+        quoted = " ".join('"' + word.replace('"', '""') + '"' for word in words)
+        return (
+            "c.id IN (SELECT rowid FROM courses_search WHERE courses_search MATCH ?)",
+            (f"{quoted} *",),
+        )
 
     def _claim(self) -> tuple[str, tuple[Any, ...]]:
         """More columns a claim sets (`, column = ?`...), and their parameters."""
@@ -977,8 +988,16 @@ class SqlStore(abc.ABC):
             spent += call.usage
         return spent
 
-    async def list_courses(self) -> tuple[list[CourseListItem], int]:
-        return await self._read(queries.list_courses)
+    async def list_courses(
+        self, *, limit: int = 50, before: int | None = None, search: str | None = None
+    ) -> CoursePage:
+        """A page of courses, newest first: those older than `before`, and with `search`
+        those whose title, topic or description hold its words (the last as a prefix)."""
+        matching = None
+        if search is not None and search.strip():
+            words = queries.search_words(search)
+            matching = self._matching(words) if words else ("1 = 0", ())
+        return await self._read(lambda txn: queries.list_courses(txn, limit, before, matching))
 
     async def get_course(self, course_id: int) -> Course | None:
         return await self._read(lambda txn: queries.course_view(txn, course_id))
