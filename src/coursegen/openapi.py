@@ -13,11 +13,15 @@ from coursegen import __version__
 from coursegen.export import FORMATS
 from coursegen.validation import (
     CONTENT_MAX,
+    FORBIDDEN,
     INSTRUCTIONS_MAX,
     LANGUAGE_MAX,
     LANGUAGE_MIN,
     LESSONS_MAX,
     LESSONS_MIN,
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    SEARCH_MAX,
     TEXT_PATTERN,
     TOPIC_MAX,
     TOPIC_MIN,
@@ -187,9 +191,20 @@ _SCHEMAS: dict[str, Any] = {
         usage=_ref("Usage"),
     ),
     "Course": _object(**_COURSE, lessons={"type": "array", "items": _ref("LessonSummary")}),
-    "CourseListItem": _object(**_COURSE, lesson_count=_COUNT),
+    "CourseListItem": _object(
+        **_COURSE,
+        lesson_count=_COUNT,
+        lesson_statuses=_object(pending=_COUNT, generating=_COUNT, complete=_COUNT, error=_COUNT),
+    ),
     "CourseList": _object(
-        courses={"type": "array", "items": _ref("CourseListItem")}, last_event_id=_COUNT
+        courses={"type": "array", "items": _ref("CourseListItem")},
+        next=_nullable(
+            {
+                "type": "string",
+                "description": "send as `before` for the next page; null: this is the last",
+            }
+        ),
+        last_event_id=_COUNT,
     ),
     "Lesson": _object(
         id=_ROW_ID,
@@ -298,6 +313,27 @@ _CURSOR_PARAMETERS = [
         "description": "resume after this event id",
     },
 ]
+_LIST_PARAMETERS = [
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX},
+        "description": f"courses a page, at most (default {LIST_LIMIT_DEFAULT})",
+    },
+    {
+        "name": "before",
+        "in": "query",
+        "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,18}$"},
+        "description": "the `next` of the page before, unchanged (none: the first page)",
+    },
+    {
+        "name": "q",
+        "in": "query",
+        "schema": {"type": "string", "maxLength": SEARCH_MAX, "pattern": f"^[^{FORBIDDEN}]*$"},
+        "description": "words the title, topic or description must all hold, the last as a "
+        "prefix (search as you type); empty: every course",
+    },
+]
 # One event as a client's parser gives it: its fields, each a string.
 _SSE_EVENT = {
     "type": "object",
@@ -342,8 +378,9 @@ _PATHS: dict[str, Any] = {
     },
     "/api/courses": {
         "get": _operation(
-            "Every course, newest first, and the newest event id",
-            _responses({"200": _json(_ref("CourseList"), "the courses")}),
+            "A page of courses, newest first (those matching `q`), and the newest event id",
+            _responses({"200": _json(_ref("CourseList"), "the courses")}, 400),
+            parameters=_LIST_PARAMETERS,
         )
     },
     "/api/courses/{id}": {

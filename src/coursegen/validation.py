@@ -64,11 +64,11 @@ class ListQuery:
 
 
 def _query_param(request: Request, name: str) -> str | None:
-    """A query parameter given at most once; an empty one counts as not given."""
+    """A query parameter given at most once, or None."""
     values = request.query_params.getlist(name)
     if len(values) > 1:
         raise BadRequest(f"{name} must be given at most once")
-    return values[0] if values and values[0] != "" else None
+    return values[0] if values else None
 
 
 def parse_list_query(request: Request) -> ListQuery:
@@ -84,7 +84,7 @@ def parse_list_query(request: Request) -> ListQuery:
             "before must be the `next` of an earlier answer, unchanged (leave it out for "
             "the first page)"
         )
-    search = _query_param(request, "q")
+    search = _query_param(request, "q")  # empty, or only white space: every course
     if search is not None:
         if _FORBIDDEN.search(search):
             raise BadRequest("q must be one line of text without control characters")
