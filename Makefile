@@ -4,13 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint bench chromium poppler postgres clean
+.PHONY: run test check lint bench chromium poppler postgres scorm-again clean
 
 run: $(STAMP)
 	$(BIN)/coursegen serve
 
 # Two workers, one per core; a test file stays on one worker (its fixtures, its server).
-test: $(STAMP) chromium poppler postgres
+test: $(STAMP) chromium poppler postgres scorm-again
 	$(BIN)/pytest -n 2 --dist loadfile
 
 # Lint, format and type checks; part of CI.
@@ -40,6 +40,19 @@ poppler:
 	@command -v pdftotext >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq poppler-utils; \
 	  else echo "the export tests need Debian's poppler-utils: sudo apt-get install -y poppler-utils" >&2; exit 1; fi; }
+
+# The SCORM runtime test's LMS is scorm-again from npm, pinned by tests/scorm/package-lock.json
+# and installed under the ignored .cache/npm/; installed again when the pin changes.
+SCORM_AGAIN := .cache/npm/node_modules/scorm-again/package.json
+scorm-again: $(SCORM_AGAIN)
+$(SCORM_AGAIN): tests/scorm/package.json tests/scorm/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq npm; \
+	  else echo "the SCORM runtime test needs npm: sudo apt-get install -y npm" >&2; exit 1; fi; }
+	mkdir -p .cache/npm
+	cp tests/scorm/package.json tests/scorm/package-lock.json .cache/npm/
+	npm ci --prefix .cache/npm --no-audit --no-fund --ignore-scripts
+	touch $@
 
 # PostgreSQL tests start a throwaway server of their own from Debian's binaries
 # (tests/pgserver.py). Installing them must not create or start the packaged `main`
