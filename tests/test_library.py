@@ -286,6 +286,11 @@ async def test_pages_stay_exact_while_courses_are_created_and_deleted(running: R
     assert all(course["id"] not in deleted for course in (await walk(running.http, limit=200)))
     for course in fresh["courses"]:
         await running.settle(course["job"]["job_id"])
+    if running.services.settings.engine == "sqlite":  # the search index kept in step
+        await db_rows(
+            running.services.settings,
+            "INSERT INTO courses_search (courses_search, rank) VALUES ('integrity-check', 1)",
+        )
 
 
 async def test_each_listed_course_agrees_with_its_own_page(running: Running) -> None:
@@ -424,21 +429,39 @@ async def test_other_bad_list_requests_are_400(running: Running) -> None:
 # -- the search index on older databases ---------------------------------------------------
 
 
+# The first release's courses table: ids that could be reused, a description that may be NULL.
+FIRST_RELEASE = """
+CREATE TABLE courses (id INTEGER PRIMARY KEY, topic TEXT, title TEXT, description TEXT,
+                      created_at TEXT);
+"""
+
+
 @pytest.mark.parametrize("engine", ["sqlite"])
+@pytest.mark.parametrize("release", ["first", "previous"])
 async def test_an_older_sqlite_database_is_indexed_for_search(
-    settings: Settings, start_app: StartApp
+    settings: Settings, start_app: StartApp, release: str
 ) -> None:
     with sqlite3.connect(settings.db_path) as db:
-        db.executescript(PREVIOUS_SCHEMA.read_text())
+        db.executescript(FIRST_RELEASE if release == "first" else PREVIOUS_SCHEMA.read_text())
         db.executemany(
             "INSERT INTO courses (topic, title, description, created_at) VALUES (?, ?, ?, 't')",
-            [("Knot tying", "Sailing knots", "bowline"), ("Bees", "Beekeeping", "hives")],
+            [("Knot tying", "Sailing knots", "bowline"), ("Bees", "Beekeeping", "hives")]
+            + [("Old", f"Old course {n}", None if release == "first" else "") for n in range(3)],
         )
     running = await start_app()
     assert await found(running, "bowline") == ["Sailing knots"]
     assert await found(running, "hive") == ["Beekeeping"]
-    await running.generate("Hive maintenance", lessons=1)
+    assert len(await found(running, "old course")) == 3
+    made = await running.generate("Hive maintenance", lessons=1)
     assert await found(running, "hive") == ["Hive maintenance: a practical course", "Beekeeping"]
+    await running.settle(made["job_id"])
+    assert (await running.http.delete("/api/courses/1")).status_code == 204
+    assert await found(running, "bowline") == []
+    # FTS5's own check of the index against the courses it was made from.
+    await db_rows(
+        running.services.settings,
+        "INSERT INTO courses_search (courses_search, rank) VALUES ('integrity-check', 1)",
+    )
 
 
 @pytest.mark.parametrize("engine", ["postgresql"])
