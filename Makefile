@@ -20,7 +20,7 @@ check: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python -m coursegen.bench
+	$(BIN)/python -m coursegen_dev.bench
 
 # The environment is rebuilt when the declared or pinned dependencies change.
 $(STAMP): pyproject.toml constraints.txt

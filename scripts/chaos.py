@@ -67,7 +67,7 @@ from httpx_sse import aconnect_sse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from coursegen.fake_anthropic import Call, FakeAnthropic  # noqa: E402
+from coursegen_dev.fake_anthropic import Call, FakeAnthropic  # noqa: E402
 from tests.serverproc import (  # noqa: E402
     Database,
     ServerProcess,

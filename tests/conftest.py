@@ -22,11 +22,11 @@ from starlette.types import ASGIApp
 
 from coursegen.app import create_app
 from coursegen.events import TERMINAL_JOB_STATUSES
-from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.providers import Provider
 from coursegen.providers.anthropic_api import AnthropicProvider
 from coursegen.services import Services
 from coursegen.settings import Settings
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.pgserver import pg_dsn, pg_server  # noqa: F401
 
 API_KEY = "sk-ant-api03-test-key-do-not-leak-7f3a9c"

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.services import Services
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import job_reaches, woken_until
 
 # What a hostile model (or person) could put in every text an export carries.

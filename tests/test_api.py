@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from coursegen.fake_anthropic import FakeAnthropic
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import API_KEY, Running, counters_hold, db_rows
 from tests.htmlcheck import executable_parts
 

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 
 from coursegen.events import TERMINAL_JOB_STATUSES
-from coursegen.fake_anthropic import Call, FakeAnthropic
 from coursegen.settings import Settings
+from coursegen_dev.fake_anthropic import Call, FakeAnthropic
 from tests.conftest import API_KEY, Running, counters_hold, db_rows, woken_until
 from tests.serverproc import ServerProcess, server_env
 

@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from coursegen.app import create_app
-from coursegen.fake_anthropic import Batch, FakeAnthropic
 from coursegen.services import Services
 from coursegen.settings import Settings
+from coursegen_dev.fake_anthropic import Batch, FakeAnthropic
 from tests.conftest import API_KEY, Running, counters_hold, db_rows, job_reaches
 from tests.serverproc import (
     ServerProcess,

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.settings import Settings
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import API_KEY, counters_hold, db_rows
 from tests.serverproc import ServerProcess, server_env
 from tests.test_live_writing import LONG, Reading, apply

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.settings import Settings
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import Running, counters_hold, db_rows
 
 StartApp = Callable[..., Awaitable[Running]]

@@ -22,11 +22,11 @@ from asgi_lifespan import LifespanManager
 
 from coursegen.app import create_app
 from coursegen.domain import Usage
-from coursegen.fake_anthropic import Call, FakeAnthropic, cache_minimum, prompt_tokens
 from coursegen.prices import BUILT_IN, Prices
 from coursegen.providers.demo import DemoProvider
 from coursegen.services import Services
 from coursegen.settings import Settings
+from coursegen_dev.fake_anthropic import Call, FakeAnthropic, cache_minimum, prompt_tokens
 from tests.conftest import API_KEY, Running, counters_hold, db_rows, job_reaches, provider_for
 from tests.serverproc import ServerProcess, server_env
 

@@ -30,8 +30,8 @@ import httpx
 import pytest
 from httpx_sse import EventSource, ServerSentEvent, aconnect_sse
 
-from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.settings import Settings
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.serverproc import (
     Database,
     ServerProcess,

@@ -22,7 +22,7 @@ from typing import Any
 from coursegen.domain import QuizQuestion
 from coursegen.export import cc
 from coursegen.export.document import ExportCourse, ExportLesson
-from coursegen.fake_anthropic import FakeAnthropic
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import Running
 
 CP = "http://www.imsglobal.org/xsd/imsccv1p1/imscp_v1p1"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from coursegen.fake_anthropic import FakeAnthropic
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import Running
 from tests.exporthelp import (
     HOSTILE_DESCRIPTION,

@@ -21,7 +21,7 @@ from anthropic.types import (
 )
 from anthropic.types.messages import MessageBatch, batch_create_params
 
-from coursegen.fake_anthropic import FakeAnthropic, cache_minimum, prompt_tokens
+from coursegen_dev.fake_anthropic import FakeAnthropic, cache_minimum, prompt_tokens
 
 KEY = "sk-ant-test-key"
 MODEL = "claude-fake-model"

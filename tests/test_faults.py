@@ -12,9 +12,9 @@ from asgi_lifespan import LifespanManager
 
 from coursegen.app import create_app
 from coursegen.domain import DEFAULT_OPTIONS
-from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.providers.anthropic_api import AnthropicProvider
 from coursegen.settings import Settings
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import API_KEY, Running, counters_hold, db_rows, job_reaches
 
 StartApp = Callable[..., Awaitable[Running]]

@@ -8,8 +8,8 @@ from asgi_lifespan import LifespanManager
 
 from coursegen.app import create_app
 from coursegen.domain import DEFAULT_OPTIONS
-from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.settings import Settings
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import (
     API_KEY,
     Running,

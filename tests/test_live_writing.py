@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 
-from coursegen.fake_anthropic import FakeAnthropic
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import Live, counters_hold, db_rows
 
 StartLive = Callable[..., Awaitable[Live]]

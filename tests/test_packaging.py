@@ -1,7 +1,8 @@
-"""A built wheel carries schema.sql and static/, and runs from them."""
+"""A built wheel carries schema.sql and static/, runs from them, and ships only the service."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -23,12 +24,18 @@ def test_the_wheel_carries_schema_and_page_and_uses_them(tmp_path: Path) -> None
     assert "coursegen/schema.sql" in names
     assert "coursegen/static/index.html" in names
     assert (ROOT / "schema.sql").read_bytes() == zipfile.ZipFile(wheel).read("coursegen/schema.sql")
+    # The test double and the benchmark are development tools (src/coursegen_dev).
+    assert [n for n in names if "fake" in n or "bench" in n or "coursegen_dev" in n] == []
+    assert {n.split("/")[0] for n in names} == {"coursegen", "coursegen-0.1.0.dist-info"}
+    print(f"wheel: {wheel.stat().st_size:,} bytes, {len(names)} files")
 
     unpacked = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(unpacked)
     # Run from the unpacked wheel, not the source tree, and serve one page and one course.
+    # The dev package stays importable from this checkout, so it is blocked outright.
     script = """
 import asyncio, pathlib, sys
+sys.modules["coursegen_dev"] = None  # the service must run without the dev tools
 import httpx
 from asgi_lifespan import LifespanManager
 import coursegen
@@ -48,6 +55,7 @@ async def main():
             assert made.status_code == 201, made.text
 
 asyncio.run(main())
+import coursegen.cli, coursegen.export, coursegen.dbcopy
 print("ok")
 """
     env = {**os.environ, "PYTHONPATH": str(unpacked)}
@@ -65,3 +73,18 @@ def test_the_console_script_and_module_entry_point_exist() -> None:
         result = subprocess.run(command, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert "serve" in result.stdout
+
+
+def test_the_service_imports_nothing_of_the_dev_tools_or_the_tests() -> None:
+    found = []
+    for path in sorted((ROOT / "src" / "coursegen").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            found += [
+                f"{path.name}: {n}" for n in names if n.split(".")[0] in ("coursegen_dev", "tests")
+            ]
+    assert found == []

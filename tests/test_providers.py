@@ -10,12 +10,12 @@ import pytest
 
 from coursegen.domain import DEFAULT_OPTIONS, CourseOutline, LessonPlan, ModelCall, Outline, Usage
 from coursegen.errors import ProviderError
-from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.providers import Provider, make_provider
 from coursegen.providers.anthropic_api import OUTLINE_TOOL, AnthropicProvider
 from coursegen.providers.base import LessonTooLong, RateLimited, parse_outline
 from coursegen.providers.demo import DemoProvider
 from coursegen.settings import Settings, SettingsError
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import API_KEY
 
 OUTLINE = Outline(

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from coursegen.fake_anthropic import Call, FakeAnthropic
+from coursegen_dev.fake_anthropic import Call, FakeAnthropic
 from tests.conftest import Running, counters_hold, db_rows, job_reaches
 
 StartApp = Callable[..., Awaitable[Running]]

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from starlette.routing import Mount, Route
 
-from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.openapi import openapi_document
 from coursegen.render import render_markdown
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import API_KEY, Running
 from tests.htmlcheck import executable_parts
 

@@ -10,9 +10,9 @@ import pytest
 
 from coursegen.domain import LessonPlan, Outline
 from coursegen.events import Broker
-from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.settings import Settings
 from coursegen.store import SqliteStore
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import Running, counters_hold, job_reaches
 
 

@@ -91,6 +91,61 @@ class Terminal:
         return [line.strip() for line in ANSI.sub("", self.transcript.getvalue()).split("\n")]
 
 
+class Relay:
+    """A TCP relay in front of the service: it keeps what the client sent, can cut every
+    open connection at once, and with `page_for_streams` answers a job's event stream
+    with a web page, as a proxy that does not pass SSE might."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sent = bytearray()
+        self.page_for_streams = False
+        self._open: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    def cut(self) -> None:
+        for writer in self._open:
+            writer.transport.abort()
+        self._open.clear()
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        self.cut()
+        await self._server.wait_closed()
+
+    async def _relay(self, client_in: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
+        server_in, server = await asyncio.open_connection("127.0.0.1", self.port)
+        self._open += [client, server]
+
+        async def upstream() -> None:
+            while data := await client_in.read(65536):
+                self.sent += data
+                if self.page_for_streams and re.match(rb"GET /api/jobs/[^ ]+/events", data):
+                    client.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                                 b"Content-Length: 6\r\n\r\n<html>")  # fmt: skip
+                    continue
+                server.write(data)
+                await server.drain()
+
+        async def downstream() -> None:
+            while data := await server_in.read(65536):
+                client.write(data)
+                await client.drain()
+
+        try:
+            await asyncio.gather(upstream(), downstream())
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            client.transport.abort()
+            server.transport.abort()
+
+
 async def api(live: Live, path: str) -> Any:
     async with httpx.AsyncClient(base_url=live.url) as http:
         response = await http.get(path)
@@ -243,6 +298,68 @@ async def test_without_a_server_it_runs_the_service_on_the_local_database(tmp_pa
     assert exported.code == 0, exported.err
     with zipfile.ZipFile(tmp_path / "tea.zip") as archive:
         assert sorted(archive.namelist()) == sorted(folder_files(tmp_path / folder.rstrip("/")))
+
+
+@SINGLE
+async def test_a_broken_stream_is_resumed_after_the_last_event_seen(
+    start_live: StartLive, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    live = await start_live(concurrency=1)
+    fake.lesson_delay = 0.3
+    relay = Relay(int(live.url.rsplit(":", 1)[1]))
+    url = await relay.start()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "coursegen", "generate", "Knitting", "--lessons", "3",
+        "--server", url, cwd=tmp_path, env=cli_env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    lines = []
+    async with asyncio.timeout(EXIT_WITHIN):
+        while line := (await process.stdout.readline()).decode():
+            lines.append(line.rstrip("\n"))
+            if line.startswith("lesson 1/3 complete"):
+                relay.cut()
+        assert await process.wait() == 0
+    await relay.close()
+    said = [line.split(":")[0] for line in lines if line.startswith("lesson ")]
+    assert sorted(said) == sorted(set(said))  # nothing twice
+    assert {f"lesson {k}/3 complete" for k in (1, 2, 3)} <= set(said)
+    resumed = re.findall(rb"GET /api/jobs/[^ ]+/events.*?\r\n\r\n", bytes(relay.sent), re.S)
+    assert len(resumed) >= 2
+    assert b"last-event-id: " not in resumed[0].lower()
+    assert all(b"last-event-id: " in again.lower() for again in resumed[1:])
+
+
+@SINGLE
+async def test_without_an_event_stream_it_polls_the_course(
+    start_live: StartLive, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    live = await start_live()
+    fake.lesson_delay = 0.2
+    relay = Relay(int(live.url.rsplit(":", 1)[1]))
+    relay.page_for_streams = True
+    url = await relay.start()
+    result = await run("generate", "Knitting", "--lessons", "2", "--server", url, cwd=tmp_path)
+    await relay.close()
+    assert result.code == 0, result.err
+    assert "lesson 2/2 complete" in result.out
+    assert "course complete: 2/2 lessons written" in result.out
+    assert bytes(relay.sent).count(b"GET /api/courses/1 ") >= 1
+
+
+async def test_ctrl_c_in_process_cancels_the_job_in_the_local_database(tmp_path: Path) -> None:
+    db = tmp_path / "local.db"
+    env = cli_env(COURSEGEN_DB=str(db), COURSEGEN_DEMO_DELAY="30", COURSEGEN_CONCURRENCY="1")
+    terminal = Terminal("generate", "Pottery", "--lessons", "2", cwd=tmp_path, env=env)
+    await terminal.expect(r"1\s+\S[^\n]*generating")
+    terminal.child.sendintr()
+    assert await terminal.exit_status() == 130
+    with sqlite3.connect(db) as conn:
+        jobs = conn.execute("SELECT status FROM content_generation_jobs").fetchall()
+        lessons = conn.execute("SELECT content_status FROM lessons").fetchall()
+    assert jobs == [("cancelled",)]
+    assert lessons == [("pending",), ("pending",)]  # the call cut off waits for a retry
 
 
 @SINGLE

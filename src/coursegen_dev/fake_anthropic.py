@@ -91,10 +91,10 @@ _ERROR_TYPES: Final = {
     500: "api_error",
     529: "overloaded_error",
 }
-_CALL_KEY: Final = "coursegen.fake_anthropic.call"
+_CALL_KEY: Final = "coursegen_dev.fake_anthropic.call"
 # Set by an endpoint, read when its answer starts (see `FakeAnthropic.__call__`).
-_ANSWER_KEY: Final = "coursegen.fake_anthropic.answer"
-_LIMITS_KEY: Final = "coursegen.fake_anthropic.ratelimit"
+_ANSWER_KEY: Final = "coursegen_dev.fake_anthropic.answer"
+_LIMITS_KEY: Final = "coursegen_dev.fake_anthropic.ratelimit"
 _CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _TOPIC = re.compile(r"^\s*Topic:\s*(.+?)\s*$", re.MULTILINE)
 _COUNT = re.compile(r"^\s*Lessons:\D*(\d+)", re.MULTILINE)

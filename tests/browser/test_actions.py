@@ -6,7 +6,7 @@ import re
 
 from playwright.async_api import expect
 
-from coursegen.fake_anthropic import FakeAnthropic
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.browser.conftest import StartLive, Ui, lesson_ids
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 from playwright.async_api import Locator, Page, Request, ViewportSize, expect
 
-from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.providers.demo import DemoProvider
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.browser.conftest import StartLive, Ui, generate_via_api, lesson_ids, settle
 from tests.browser.test_markdown import canonical
 from tests.conftest import Live

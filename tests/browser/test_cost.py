@@ -16,8 +16,8 @@ import httpx
 import pytest
 from playwright.async_api import Page, Response, ViewportSize, expect
 
-from coursegen.fake_anthropic import FakeAnthropic
 from coursegen.providers.demo import DemoProvider
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.browser.conftest import StartLive, Ui, lesson_ids
 from tests.conftest import Live
 

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.async_api import expect
 
-from coursegen.fake_anthropic import FakeAnthropic
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.browser.conftest import StartLive, Ui, generate_via_api
 
 MODES = ["stream", "polling"]

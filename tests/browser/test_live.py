@@ -6,7 +6,7 @@ import json
 
 from playwright.async_api import Route, expect
 
-from coursegen.fake_anthropic import FakeAnthropic
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.browser.conftest import StartLive, Ui
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
-from coursegen.fake_anthropic import FakeAnthropic
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.browser.conftest import SCREENSHOTS, StartLive, Ui, generate_via_api, lesson_ids
 from tests.browser.test_markdown import canonical
 from tests.browser.test_safety import ACTIVE_PARTS

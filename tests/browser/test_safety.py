@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.async_api import expect
 
-from coursegen.fake_anthropic import FakeAnthropic
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.browser.conftest import StartLive, Ui, lesson_ids
 
 TITLE = '<img src=x onerror="window.__pwned = 1">Knots & <b>bows</b>'

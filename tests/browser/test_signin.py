@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 from playwright.async_api import Page, expect
 
-from coursegen.fake_anthropic import FakeAnthropic
+from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.browser.conftest import TEST_POLL_MS, StartLive, Ui
 
 TOKEN = "correct-horse-battery-staple"

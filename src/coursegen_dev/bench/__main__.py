@@ -1,3 +1,3 @@
-from coursegen.bench.cli import main
+from coursegen_dev.bench.cli import main
 
 main()

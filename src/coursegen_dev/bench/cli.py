@@ -1,4 +1,4 @@
-"""`python -m coursegen.bench`: run the scenarios, print one table, write results and a plot."""
+"""`python -m coursegen_dev.bench`: run the scenarios, print one table, write results and a plot."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from coursegen.bench import report
-from coursegen.bench.fake_control import FakeProcess
-from coursegen.bench.harness import Bench, Outcome
-from coursegen.bench.pg import SETTINGS as PG_SETTINGS
-from coursegen.bench.pg import PgError, PgServer
-from coursegen.bench.procs import machine_busy, own_cpu, raise_open_files, split_cpus
-from coursegen.bench.scenarios import (
+from coursegen_dev.bench import report
+from coursegen_dev.bench.fake_control import FakeProcess
+from coursegen_dev.bench.harness import Bench, Outcome
+from coursegen_dev.bench.pg import SETTINGS as PG_SETTINGS
+from coursegen_dev.bench.pg import PgError, PgServer
+from coursegen_dev.bench.procs import machine_busy, own_cpu, raise_open_files, split_cpus
+from coursegen_dev.bench.scenarios import (
     cluster,
     cost,
     delivery,
@@ -87,7 +87,7 @@ def available(engine: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m coursegen.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m coursegen_dev.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short smoke run (~30 s)")
     parser.add_argument(
         "--engine",

@@ -10,7 +10,7 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from coursegen.bench.procs import ProcStats, read_stats, spawned_on
+from coursegen_dev.bench.procs import ProcStats, read_stats, spawned_on
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,7 @@ class FakeProcess:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "coursegen.bench.fake_server",
+                "coursegen_dev.bench.fake_server",
                 "--api-key",
                 api_key,
                 stdin=asyncio.subprocess.PIPE,

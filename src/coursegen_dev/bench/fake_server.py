@@ -1,6 +1,6 @@
 """The fake Messages API in a process of its own, with gates and a record of every call."""
 
-# Run by the bench as `python -m coursegen.bench.fake_server --api-key K`. It prints
+# Run by the bench as `python -m coursegen_dev.bench.fake_server --api-key K`. It prints
 # `{"ready": base_url}`, then one JSON line per finished call (wall-clock start and end,
 # kind, topic, lesson position). It reads JSON commands on stdin, one a line, and
 # acknowledges each: `delays` sets the lesson and outline latency, `gate` holds the lesson
@@ -32,8 +32,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from coursegen.bench.fake_control import StreamShape
-from coursegen.fake_anthropic import (
+from coursegen_dev.bench.fake_control import StreamShape
+from coursegen_dev.fake_anthropic import (
     _ANSWER_KEY,
     _CALL_KEY,
     CLIENT_GONE,
@@ -50,9 +50,9 @@ from coursegen.fake_anthropic import (
     _sse,
 )
 
-INFO_KEY = "coursegen.bench.call"
+INFO_KEY = "coursegen_dev.bench.call"
 # The gate a lesson stream waits at once it has begun.
-GATE_KEY = "coursegen.bench.gate"
+GATE_KEY = "coursegen_dev.bench.gate"
 # A lesson call names its topic in its system prompt (the course block of the cached
 # prefix, `Topic: ...`); older prompts had it in the user turn (`(topic: ...).`).
 _LESSON_TOPIC = re.compile(r"\(topic: (.*)\)\.$", re.MULTILINE)

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coursegen.bench.fake_control import FakeProcess, StreamShape
-from coursegen.bench.pg import PgServer
-from coursegen.bench.procs import machine_busy, own_cpu, spawned_on
-from coursegen.bench.service import Service
+from coursegen_dev.bench.fake_control import FakeProcess, StreamShape
+from coursegen_dev.bench.pg import PgServer
+from coursegen_dev.bench.procs import machine_busy, own_cpu, spawned_on
+from coursegen_dev.bench.service import Service
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from coursegen.bench.procs import CLOCK_TICKS, spawned_on
+from coursegen_dev.bench.procs import CLOCK_TICKS, spawned_on
 
 if TYPE_CHECKING:
     import asyncpg

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from coursegen.bench.harness import Outcome
+from coursegen_dev.bench.harness import Outcome
 
 WIDTH, HEIGHT = 640, 420
 LEFT, RIGHT, TOP, BOTTOM = 70, 170, 40, 60

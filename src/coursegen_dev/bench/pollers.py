@@ -8,8 +8,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from coursegen.bench.http import HttpClient
-from coursegen.bench.service import TERMINAL, Service
+from coursegen_dev.bench.http import HttpClient
+from coursegen_dev.bench.service import TERMINAL, Service
 
 
 @dataclass(frozen=True, slots=True)

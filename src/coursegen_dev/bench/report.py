@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from coursegen.bench import plot
-from coursegen.bench.harness import Outcome
+from coursegen_dev.bench import plot
+from coursegen_dev.bench.harness import Outcome
 
 _MARK = {True: "pass", False: "MISS", None: ""}
 

@@ -12,13 +12,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from coursegen.bench import pg
-from coursegen.bench.harness import Bench, Outcome
-from coursegen.bench.procs import run_delay
-from coursegen.bench.scenarios.delivery import job_shape, lesson_stamps
-from coursegen.bench.service import TERMINAL, JobWatch, Service
-from coursegen.bench.sse import Frame
-from coursegen.bench.stats import ms, summary
+from coursegen_dev.bench import pg
+from coursegen_dev.bench.harness import Bench, Outcome
+from coursegen_dev.bench.procs import run_delay
+from coursegen_dev.bench.scenarios.delivery import job_shape, lesson_stamps
+from coursegen_dev.bench.service import TERMINAL, JobWatch, Service
+from coursegen_dev.bench.sse import Frame
+from coursegen_dev.bench.stats import ms, summary
 
 if TYPE_CHECKING:
     import asyncpg

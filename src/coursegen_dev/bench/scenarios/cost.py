@@ -6,11 +6,11 @@ import asyncio
 import time
 from typing import Any
 
-from coursegen.bench.harness import Bench, Outcome
-from coursegen.bench.pollers import freshness, start_pollers
-from coursegen.bench.scenarios.delivery import job_shape, lesson_stamps, sse_latencies
-from coursegen.bench.service import JobWatch, Service
-from coursegen.bench.stats import ms, summary
+from coursegen_dev.bench.harness import Bench, Outcome
+from coursegen_dev.bench.pollers import freshness, start_pollers
+from coursegen_dev.bench.scenarios.delivery import job_shape, lesson_stamps, sse_latencies
+from coursegen_dev.bench.service import JobWatch, Service
+from coursegen_dev.bench.stats import ms, summary
 
 CONCURRENCY = 4
 MODES = ("none", "sse", "poll")

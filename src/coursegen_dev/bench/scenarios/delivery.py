@@ -7,11 +7,11 @@ import time
 from datetime import datetime
 from typing import Any
 
-from coursegen.bench.harness import Bench, Outcome
-from coursegen.bench.pollers import freshness, start_pollers
-from coursegen.bench.service import Service
-from coursegen.bench.sse import SseStream
-from coursegen.bench.stats import ms, summary
+from coursegen_dev.bench.harness import Bench, Outcome
+from coursegen_dev.bench.pollers import freshness, start_pollers
+from coursegen_dev.bench.service import Service
+from coursegen_dev.bench.sse import SseStream
+from coursegen_dev.bench.stats import ms, summary
 
 CONCURRENCY = 4
 METHOD = (

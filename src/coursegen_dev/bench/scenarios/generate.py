@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from coursegen.bench.harness import Bench, Outcome
-from coursegen.bench.stats import ms, summary
+from coursegen_dev.bench.harness import Bench, Outcome
+from coursegen_dev.bench.stats import ms, summary
 
 OUTLINE_DELAY = 0.020
 WARMUP = 5

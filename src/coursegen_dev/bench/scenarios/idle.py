@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from coursegen.bench.harness import Bench, Outcome
-from coursegen.bench.http import HttpClient
-from coursegen.bench.service import JobWatch, Service
-from coursegen.bench.stats import ms, summary
+from coursegen_dev.bench.harness import Bench, Outcome
+from coursegen_dev.bench.http import HttpClient
+from coursegen_dev.bench.service import JobWatch, Service
+from coursegen_dev.bench.stats import ms, summary
 
 HELD = "idle held."
 SAMPLE_EVERY = 0.050

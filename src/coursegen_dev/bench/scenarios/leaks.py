@@ -6,11 +6,11 @@ import asyncio
 import time
 from typing import Any
 
-from coursegen.bench.harness import Bench, Outcome
-from coursegen.bench.procs import ProcStats, tcp_sockets
-from coursegen.bench.scenarios import writes
-from coursegen.bench.service import Service
-from coursegen.bench.sse import SseStream
+from coursegen_dev.bench.harness import Bench, Outcome
+from coursegen_dev.bench.procs import ProcStats, tcp_sockets
+from coursegen_dev.bench.scenarios import writes
+from coursegen_dev.bench.service import Service
+from coursegen_dev.bench.sse import SseStream
 
 HELD = "leaks held."
 PARALLEL = 50

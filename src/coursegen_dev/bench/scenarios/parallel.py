@@ -6,9 +6,9 @@ import asyncio
 import math
 import time
 
-from coursegen.bench.harness import Bench, Outcome
-from coursegen.bench.service import JobWatch
-from coursegen.bench.stats import summary
+from coursegen_dev.bench.harness import Bench, Outcome
+from coursegen_dev.bench.service import JobWatch
+from coursegen_dev.bench.stats import summary
 
 COURSES, LESSONS = 2, 12
 CONCURRENCIES = (1, 4, 8)

@@ -6,12 +6,12 @@ import asyncio
 import time
 from typing import Any
 
-from coursegen.bench.fake_control import FakeCall, StreamShape
-from coursegen.bench.harness import Bench, Outcome
-from coursegen.bench.procs import run_delay
-from coursegen.bench.scenarios.streaming import WARMUP
-from coursegen.bench.service import JobWatch, Service
-from coursegen.bench.sse import Frame
+from coursegen_dev.bench.fake_control import FakeCall, StreamShape
+from coursegen_dev.bench.harness import Bench, Outcome
+from coursegen_dev.bench.procs import run_delay
+from coursegen_dev.bench.scenarios.streaming import WARMUP
+from coursegen_dev.bench.service import JobWatch, Service
+from coursegen_dev.bench.sse import Frame
 
 TOPIC = "prioritise "
 LESSONS = 6

@@ -10,13 +10,13 @@ import sys
 import time
 from typing import Any
 
-from coursegen.bench.fake_control import FakeUsage, StreamShape
-from coursegen.bench.harness import Bench, Outcome
-from coursegen.bench.http import HttpClient, HttpError
-from coursegen.bench.service import JobWatch, Service
-from coursegen.bench.stats import summary
 from coursegen.domain import Usage
 from coursegen.prices import BUILT_IN
+from coursegen_dev.bench.fake_control import FakeUsage, StreamShape
+from coursegen_dev.bench.harness import Bench, Outcome
+from coursegen_dev.bench.http import HttpClient, HttpError
+from coursegen_dev.bench.service import JobWatch, Service
+from coursegen_dev.bench.stats import summary
 
 # A model the built-in price table knows, whose minimum cacheable prefix (1,024 tokens)
 # the lesson prefix passes at the fake's ~4 characters a token.

@@ -10,14 +10,14 @@ from array import array
 from collections.abc import Iterable
 from typing import Any
 
-from coursegen.bench import pg
-from coursegen.bench.fake_control import FakeCall, StreamShape
-from coursegen.bench.harness import Bench, Outcome
-from coursegen.bench.procs import run_delay
-from coursegen.bench.service import JobWatch, Service
-from coursegen.bench.sse import Frame, SseStream
-from coursegen.bench.stats import ms, summary
-from coursegen.bench.wal import WalCommits
+from coursegen_dev.bench import pg
+from coursegen_dev.bench.fake_control import FakeCall, StreamShape
+from coursegen_dev.bench.harness import Bench, Outcome
+from coursegen_dev.bench.procs import run_delay
+from coursegen_dev.bench.service import JobWatch, Service
+from coursegen_dev.bench.sse import Frame, SseStream
+from coursegen_dev.bench.stats import ms, summary
+from coursegen_dev.bench.wal import WalCommits
 
 TOPIC = "stream "
 LESSONS = 10  # lessons written at once in the 10-lesson phases (the service's concurrency)

@@ -6,9 +6,9 @@ import asyncio
 import time
 from typing import Any
 
-from coursegen.bench.fake_control import FakeCall, StreamShape
-from coursegen.bench.harness import Bench, Outcome
-from coursegen.bench.service import JobWatch, Service
+from coursegen_dev.bench.fake_control import FakeCall, StreamShape
+from coursegen_dev.bench.harness import Bench, Outcome
+from coursegen_dev.bench.service import JobWatch, Service
 
 CONCURRENCY = 64
 CALL_SECONDS = 0.020
