@@ -375,6 +375,8 @@ async def test_bad_usage_exits_2_with_one_line_saying_why(
     assert short.err == "coursegen generate: topic must be 3 to 200 characters long (it has 2)\n"
     unknown = await run("export", "999", "--format", "html", "--server", live.url, cwd=tmp_path)
     assert (unknown.code, unknown.err) == (2, "coursegen export: no such course\n")
+    no_scheme = await run("list", "--server", live.url.removeprefix("http://"), cwd=tmp_path)
+    assert no_scheme.code == 2 and "--server takes a URL such as" in no_scheme.err
     assert (await api(live, "/api/courses"))["courses"] == []
 
 

@@ -207,6 +207,8 @@ def client_command(args: argparse.Namespace, settings: Settings) -> int:
     except ClientError as exc:
         print(f"coursegen {args.command}: {exc.message}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:  # list and export: nothing to cancel
+        return commands.EXIT_INTERRUPTED
 
 
 def copy_command(source: str, target: str) -> None:

@@ -93,6 +93,8 @@ async def _generate(
     interrupted: asyncio.Event,
 ) -> int:
     display = choose_display(stdout)
+    if interrupted.is_set():  # while the local service was starting: nothing to cancel yet
+        return EXIT_INTERRUPTED
     display.note(f'Writing the outline of "{request.topic}"...')
     # A Ctrl-C meanwhile waits for the answer: the course exists then, and its job can stop.
     answer = await remote.generate(request.body())

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 
@@ -54,13 +55,21 @@ class Remote:
     """The service at `base_url`; `token` goes in every request's Authorization header."""
 
     def __init__(self, base_url: str, token: str | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ClientError(
+                f"--server takes a URL such as http://127.0.0.1:8000, got {base_url!r}",
+                EXIT_USAGE,
+            )
+        # What messages show: a password in the URL stays out of them.
+        self.base_url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+        self.base_url = self.base_url.rstrip("/")
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._has_token = bool(token)
         self._http = httpx2.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=REQUEST_TIMEOUT
+            base_url=base_url.rstrip("/"), headers=headers, timeout=REQUEST_TIMEOUT
         )
 
     async def __aenter__(self) -> Remote:
