@@ -383,6 +383,14 @@ async def test_hostile_search_text_is_only_text(running: Running) -> None:
             params = {"q": q, "limit": 5, "before": body["next"]}
             more = await running.http.get("/api/courses", params=params)
             assert more.status_code == 200, (q, more.text)
+    # Bytes that are not UTF-8, or a lone surrogate's: decoded as replacement characters.
+    for raw in ("%FF", "%ED%A0%80", "%C0%AF", "sour%F0%9F", "bowline%FF"):
+        response = await running.http.get(f"/api/courses?q={raw}")
+        assert response.status_code == 200, (raw, response.text)
+        assert len(response.json()["courses"]) <= 50, raw
+    # A right-to-left override (U+202E) would show a search as something else.
+    response = await running.http.get("/api/courses?q=%E2%80%AE%22")
+    assert response.status_code == 400 and "control characters" in response.json()["error"]
     # Text that is syntax to either engine finds the course that holds it as words.
     assert await found(running, "NEAR( C++") == ['Say "NEAR" and -mean it: C++ for *everyone*']
     assert await found(running, "a|b!c & col") == ['Say "NEAR" and -mean it: C++ for *everyone*']
