@@ -11,7 +11,7 @@ life made each lesson call.
 
 With `--nodes N` (N > 1) each trial is a cluster instead: N servers share one fresh
 PostgreSQL database (on the server `--db` names, else on a throwaway server started
-from tests/pgserver.py), courses are asked of random nodes, and random nodes are
+from coursegen_dev/pgserver.py), courses are asked of random nodes, and random nodes are
 killed (-9) or SIGTERMed and restarted while the others go on writing. SSE clients
 follow every job's stream and, after each disconnect (a node died, or the client
 dropped the connection on purpose), resume on another node with Last-Event-ID.
@@ -752,7 +752,7 @@ class Databases:
     url: str | None
     lease: float
     tag: str
-    own: Any = None  # the tests.pgserver.PgServer this run started, if any
+    own: Any = None  # the coursegen_dev.pgserver.PgServer this run started, if any
     kept: list[str] = field(default_factory=list)
 
     @contextlib.asynccontextmanager
@@ -868,7 +868,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--db", default=None, metavar="postgresql://...",
         help="a PostgreSQL server to run on (one database per trial is created through this "
         "URL, and dropped unless the trial failed); with --nodes > 1 and no URL, a throwaway "
-        "server is started (tests/pgserver.py); with one node and no URL, SQLite files",
+        "server is started (coursegen_dev/pgserver.py); with one node and no URL, SQLite files",
     )  # fmt: skip
     parser.add_argument(
         "--lease", type=float, default=2.0,
@@ -893,7 +893,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
     plans = [make_plan(rng, args.nodes) for _ in range(args.trials)]
     databases = Databases(args.db, args.lease, tag=f"{seed}_{time.strftime('%H%M%S')}")
     if args.db is None and args.nodes > 1:
-        from tests.pgserver import PgServer  # imports pytest (a dev dependency) for fixtures
+        from coursegen_dev.pgserver import PgServer
 
         databases.own = await asyncio.to_thread(PgServer.start)
         databases.url = databases.own.dsn

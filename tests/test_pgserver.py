@@ -107,8 +107,7 @@ async def _alive(conn: asyncpg.Connection) -> bool:
     return True
 
 
-def test_start_failure_raises_with_the_log(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tests.pgserver.SERVER_SETTINGS", "-c no_such_setting=1")
+def test_start_failure_raises_with_the_log() -> None:
     with pytest.raises(PgServerError, match="no_such_setting") as info:
-        PgServer.start()
+        PgServer.start("-c no_such_setting=1")
     assert "server.log" in str(info.value)

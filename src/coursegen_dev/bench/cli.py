@@ -20,7 +20,7 @@ from coursegen_dev.bench import report
 from coursegen_dev.bench.fake_control import FakeProcess
 from coursegen_dev.bench.harness import Bench, Outcome
 from coursegen_dev.bench.pg import SETTINGS as PG_SETTINGS
-from coursegen_dev.bench.pg import PgError, PgServer
+from coursegen_dev.bench.pg import start_server
 from coursegen_dev.bench.procs import machine_busy, own_cpu, raise_open_files, split_cpus
 from coursegen_dev.bench.scenarios import (
     cluster,
@@ -35,6 +35,7 @@ from coursegen_dev.bench.scenarios import (
     streaming,
     writes,
 )
+from coursegen_dev.pgserver import PgServer, PgServerError
 
 Scenario = Callable[[Bench], Awaitable[list[Outcome]]]
 DID_NOT_RUN = "did not complete"
@@ -128,8 +129,8 @@ async def run(args: argparse.Namespace) -> int:
     if args.engine == "postgresql":
         # Like the fake, it is what the service talks to: it runs beside the clients.
         try:
-            pg = PgServer.start(client_cpus)
-        except PgError as exc:
+            pg = start_server(client_cpus)
+        except PgServerError as exc:
             print(f"[bench] {exc}", file=sys.stderr)
             return 2
     workdir = Path(tempfile.mkdtemp(prefix="coursegen-bench-"))

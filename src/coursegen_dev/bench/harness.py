@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from coursegen_dev.bench.fake_control import FakeProcess, StreamShape
-from coursegen_dev.bench.pg import PgServer
 from coursegen_dev.bench.procs import machine_busy, own_cpu, spawned_on
 from coursegen_dev.bench.service import Service
+from coursegen_dev.pgserver import PgServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ class Bench:
 
     async def database(self) -> str | None:
         """A new empty PostgreSQL database's DSN; None on SQLite (a new file per service)."""
-        return await self.pg.create_database() if self.pg is not None else None
+        return await self.pg.create_database("bench") if self.pg is not None else None
 
     def env(
         self,
