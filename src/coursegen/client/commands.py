@@ -100,6 +100,15 @@ async def _generate(
     answer = await remote.generate(request.body())
     view = CourseView.of(answer["course"])
     display.start(view)
+    try:
+        return await _follow(remote, view, display, out, interrupted)
+    finally:
+        display.stop(view)  # also when something failed: the terminal gets its cursor back
+
+
+async def _follow(
+    remote: Remote, view: CourseView, display: Display, out: Path | None, interrupted: asyncio.Event
+) -> int:
     watcher = asyncio.create_task(watch(remote, view, display))
     stop = asyncio.create_task(interrupted.wait())
     try:
@@ -108,8 +117,8 @@ async def _generate(
         stop.cancel()
         if not watcher.done():
             watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
     if interrupted.is_set():
         return await _cancel(remote, view, display)
     display.stop(view)
