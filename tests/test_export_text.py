@@ -355,3 +355,21 @@ async def test_a_course_whose_lessons_all_failed_still_exports(
         assert html_lesson_sections(page) == {}
         assert page.count("not written yet</span>") == 2
         assert '<section class="answer-key"' not in page
+
+
+async def test_html_names_the_language_only_when_it_knows_its_code(running: Running) -> None:
+    pages = {}
+    for language in ("Deutsch", "Klingon"):
+        response = await running.http.post(
+            "/api/courses/generate",
+            json={"topic": "Brot backen", "lessons": 1, "language": language, "quizzes": False},
+        )
+        assert response.status_code == 201, response.text
+        created = response.json()
+        await running.settle(created["job_id"])
+        page = (await fetch_export(running.http, created["course_id"], "html")).content.decode()
+        pages[language] = page
+        assert f"<dt>Language</dt><dd>{language}</dd>" in page
+    assert pages["Deutsch"].startswith('<!DOCTYPE html>\n<html lang="de">\n')
+    # A wrong code would mislead hyphenation and screen readers: none is better.
+    assert pages["Klingon"].startswith("<!DOCTYPE html>\n<html>\n")
