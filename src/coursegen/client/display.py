@@ -127,8 +127,6 @@ def render(view: CourseView) -> RenderableType:
     for lesson in view.ordered:
         style = _STYLES.get(lesson.status, "")
         status = Text(f"{_MARKS.get(lesson.status, ' ')} {lesson.status}", style=style)
-        if lesson.status == "error" and lesson.error:
-            status.append(f"  {lesson.error[:80]}")
         used = lesson.tokens > 0
         lessons.add_row(
             str(lesson.position),
@@ -137,4 +135,7 @@ def render(view: CourseView) -> RenderableType:
             f"{lesson.tokens:,} tok" if used else "",
             dollars(lesson.cost_usd) if used else "",
         )
+        if lesson.status == "error" and lesson.error:
+            # Under the title, wrapped there: the other columns stay aligned.
+            lessons.add_row("", Text(f"↳ {lesson.error}", style="red", no_wrap=False))
     return Group(Text(view.title, style="bold"), bar, lessons)
