@@ -24,6 +24,15 @@ import xmlschema
 
 from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import Running
+from tests.exporthelp import (
+    HOSTILE_DESCRIPTION,
+    HOSTILE_LESSON,
+    HOSTILE_QUIZ,
+    HOSTILE_TITLE,
+    fetch_export,
+    make_partial_course,
+    open_zip,
+)
 
 IMSCP = "http://www.imsproject.org/xsd/imscp_rootv1p1p2"
 ADLCP = "http://www.adlnet.org/xsd/adlcp_rootv1p2"
@@ -74,21 +83,13 @@ async def full_course(running: Running, course_id: int) -> dict[str, Any]:
 
 
 async def export_scorm(running: Running, course_id: int) -> bytes:
-    response = await running.http.get(f"/api/courses/{course_id}/export/scorm12")
-    assert response.status_code == 200, response.text
+    response = await fetch_export(running.http, course_id, "scorm12")
     assert response.headers["content-type"] == "application/zip"
     disposition = response.headers["content-disposition"]
     assert disposition.startswith('attachment; filename="') and disposition.endswith(
         '-scorm12.zip"'
     ), disposition
     return response.content
-
-
-def unzip(data: bytes) -> dict[str, bytes]:
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        names = archive.namelist()
-        assert len(names) == len(set(names)), names
-        return {name: archive.read(name) for name in names}
 
 
 def scorm12_schema() -> xmlschema.XMLSchema10:
@@ -156,7 +157,7 @@ async def test_the_manifest_follows_the_rules_lmss_enforce_and_the_official_sche
     fake.quiz = quiz((1, 0, 2))
     fake.add_fault(kind="lesson", match="Lesson 2", status=500)
     course = await made_course(running, lessons=3)
-    files = unzip(await export_scorm(running, course["id"]))
+    files = open_zip(await export_scorm(running, course["id"]))
 
     manifest = ET.fromstring(files["imsmanifest.xml"])
     assert manifest.tag == f"{{{IMSCP}}}manifest"
@@ -210,13 +211,11 @@ async def test_every_written_lesson_is_a_page_with_its_quiz_and_the_others_are_l
     running: Running, fake: FakeAnthropic
 ) -> None:
     fake.quiz = quiz((1, 0, 2, 3))
-    fake.add_fault(kind="lesson", match="Lesson 2", status=500)
-    course = await made_course(running, lessons=3)
-    first, second, third = course["lessons"]
-    assert [lesson["content_status"] for lesson in course["lessons"]] == [
-        "complete", "error", "complete",
-    ]  # fmt: skip
-    files = unzip(await export_scorm(running, course["id"]))
+    # Lessons 1 and 3 written, 2 failed, 4 still pending (its job cancelled).
+    partial = await make_partial_course(running.http, running.services, fake, lessons=4)
+    course = await full_course(running, partial["id"])
+    first, second, third, fourth = course["lessons"]
+    files = open_zip(await export_scorm(running, course["id"]))
     html = files["index.html"].decode()
     page = parse_page(files["index.html"])
 
@@ -226,9 +225,11 @@ async def test_every_written_lesson_is_a_page_with_its_quiz_and_the_others_are_l
     contents = re.search(r'<nav id="contents".*?</nav>', html, re.S)
     assert contents
     entries = re.findall(r"<li.*?</li>", contents.group(0))
-    assert len(entries) == 4  # the overview and every lesson
-    assert f"2. {second['title']}" in entries[2] and "not written yet" in entries[2]
-    assert "<a " not in entries[2]
+    assert len(entries) == 5  # the overview and every lesson
+    for lesson, entry in ((second, entries[2]), (fourth, entries[4])):
+        assert f"{lesson['position']}. {lesson['title']}" in entry
+        assert "not written yet" in entry and "<a " not in entry
+    assert "4 lessons, 2 of them not written yet." in section_of(html, "overview")
     for lesson, section_id in ((first, sections[1]), (third, sections[2])):
         section = section_of(html, section_id)
         assert f"Lesson {lesson['position']}: {lesson['title']}" in section
@@ -249,9 +250,29 @@ async def test_every_written_lesson_is_a_page_with_its_quiz_and_the_others_are_l
     assert "answer at least" in html and "80" in html
 
 
+async def test_titles_too_long_for_the_manifest_are_cut_to_what_the_schema_allows(
+    running: Running, fake: FakeAnthropic
+) -> None:
+    long_title = "Fermentation " * 23  # 299 characters; IMS CP titles hold 200
+    fake.outline = {
+        "title": long_title,
+        "description": "Long.",
+        "lessons": [{"title": "Lesson 1: short", "description": "Short."}],
+    }
+    course = await made_course(running, lessons=1)
+    files = open_zip(await export_scorm(running, course["id"]))
+    scorm12_schema().validate(files["imsmanifest.xml"].decode())
+    manifest = ET.fromstring(files["imsmanifest.xml"])
+    title = manifest.findtext("cp:organizations/cp:organization/cp:title", namespaces=NS)
+    assert title is not None and len(title) == 200 and title.endswith("…")
+    assert long_title.startswith(title[:-1])
+    # The page itself keeps the whole title.
+    assert long_title.strip() in "".join(parse_page(files["index.html"]).text)
+
+
 async def test_a_course_without_quizzes_has_no_mastery_score(running: Running) -> None:
     course = await made_course(running, lessons=2, quizzes=False)
-    files = unzip(await export_scorm(running, course["id"]))
+    files = open_zip(await export_scorm(running, course["id"]))
     manifest = ET.fromstring(files["imsmanifest.xml"])
     assert manifest.find(".//adlcp:masteryscore", NS) is None
     assert b'class="quiz"' not in files["index.html"]
@@ -272,56 +293,28 @@ async def test_two_exports_of_a_course_are_the_same_bytes(
 
 # -- hostile content --------------------------------------------------------------------------
 
-HOSTILE_TITLE = "\"Quotes\" & <b>bold</b> </title> ]]> <!-- x --> 'it's'"
-HOSTILE_MARKDOWN = """Intro with <script>alert(1)</script> and <img src=http://evil.example/x.png>.
-
-<iframe src="http://evil.example/frame"></iframe>
-
-[click](javascript:alert(2)) [data](data:text/html;base64,PHNjcmlwdD4=) [fine](https://example.org/page)
-
-![pixel](http://evil.example/pixel.gif)
-
-<a href="http://evil.example" onclick="alert(3)">raw link</a> &amp; &lt;b&gt; &#x3C;script&#x3E;
-
-```html
-<script>alert(4)</script>
-```
-
-<style>body{background:url(http://evil.example/bg)}</style> <svg onload=alert(5)>
-"""
-
 
 async def test_hostile_content_is_inert_in_the_package(
     running: Running, fake: FakeAnthropic
 ) -> None:
     fake.outline = {
         "title": HOSTILE_TITLE,
-        "description": "<script>alert('desc')</script> ]]>",
+        "description": HOSTILE_DESCRIPTION,
         "lessons": [
             {"title": "Lesson 1: <img src=x onerror=alert(1)>", "description": "</p><script>"},
-            {"title": "Lesson 2: ok", "description": "fine"},
+            {"title": "Lesson 2: ok", "description": HOSTILE_DESCRIPTION},
         ],
     }
-    fake.quiz = {
-        "questions": [
-            {
-                "question": "<script>alert('q')</script> ]]> </legend>?",
-                "choices": ['"><img src=http://evil.example/c>', "</label><script>x</script>"],
-                "answer": 0,
-                "explanation": "<iframe src=http://evil.example></iframe>",
-            }
-        ]
-        * 3
-    }
+    fake.quiz = HOSTILE_QUIZ
     course = await made_course(running, lessons=2)
     first = course["lessons"][0]
     response = await running.http.patch(
-        f"/api/lessons/{first['id']}", json={"content": HOSTILE_MARKDOWN, "title": HOSTILE_TITLE}
+        f"/api/lessons/{first['id']}", json={"content": HOSTILE_LESSON, "title": HOSTILE_TITLE}
     )
     assert response.status_code == 200, response.text
     course = await full_course(running, course["id"])
     await running.settle(course["job"]["job_id"])  # the edited text's new quiz
-    files = unzip(await export_scorm(running, course["id"]))
+    files = open_zip(await export_scorm(running, course["id"]))
 
     manifest = ET.fromstring(files["imsmanifest.xml"])
     assert manifest.findtext("cp:organizations/cp:organization/cp:title", namespaces=NS) == (
@@ -352,8 +345,10 @@ async def test_hostile_content_is_inert_in_the_package(
     # What the model wrote shows as text: the reader sees the markup, nothing runs it.
     text = "".join(page.text)
     assert HOSTILE_TITLE in text
-    assert "<script>alert('q')</script> ]]> </legend>?" in text
-    assert '"><img src=http://evil.example/c>' in text
+    for question in HOSTILE_QUIZ["questions"]:
+        assert question["question"] in text
+        assert all(choice in text for choice in question["choices"])
+    assert "<script>alert(1)</script>" in text  # the lesson's raw HTML, shown as text
     # player.js is the package's own file, the same in every package.
     player = (
         Path(__file__).parents[1] / "src/coursegen/export/scorm_player/player.js"

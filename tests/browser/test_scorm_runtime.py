@@ -35,9 +35,8 @@ from coursegen.export.document import ExportCourse, ExportLesson
 from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.browser.conftest import Ui
 from tests.conftest import Running
+from tests.exporthelp import HOSTILE_LESSON, HOSTILE_TITLE
 from tests.test_export_scorm import (
-    HOSTILE_MARKDOWN,
-    HOSTILE_TITLE,
     export_scorm,
     full_course,
     made_course,
@@ -188,7 +187,7 @@ async def test_reading_every_lesson_and_answering_the_quizzes_reports_the_score(
         for index, lesson in enumerate(written):
             await sco.locator("section.page.current a.next").click()
             page = sco.locator("section.page.current")
-            await expect(page.locator("h2")).to_have_text(
+            await expect(page.locator(".page-title")).to_have_text(
                 f"Lesson {lesson['position']}: {lesson['title']}"
             )
             await expect(sco.locator("section.page:visible")).to_have_count(1)
@@ -234,7 +233,9 @@ async def test_a_second_launch_resumes_at_the_page_and_with_the_answers_given(
         await sco.get_by_role("link", name=f"1. {first['title']}").click()
         await answer(sco.locator("section.page.current form.quiz"), [1, 1, 2])  # one wrong
         await sco.locator("section.page.current a.next").click()
-        await expect(sco.locator("section.page.current h2")).to_contain_text(second["title"])
+        await expect(sco.locator("section.page.current .page-title")).to_contain_text(
+            second["title"]
+        )
         cmi = await unload(ui)
         assert await runtime_problems(ui) == []
         assert cmi["core"]["lesson_status"] == "incomplete"
@@ -249,7 +250,7 @@ async def test_a_second_launch_resumes_at_the_page_and_with_the_answers_given(
         await ui.page.goto("about:blank")
         sco = await launch(ui, url, cmi)
         current = sco.locator("section.page.current")
-        await expect(current.locator("h2")).to_contain_text(second["title"])
+        await expect(current.locator(".page-title")).to_contain_text(second["title"])
         first_quiz = sco.locator(f"section#lesson-01-{_slug(first)} form.quiz")
         await expect(first_quiz.locator("fieldset.right")).to_have_count(2)
         await expect(first_quiz.locator("fieldset.wrong")).to_have_count(1)
@@ -339,15 +340,21 @@ async def test_without_an_lms_the_course_reads_and_navigates_from_a_file_and_ove
             await expect(page.locator("#tracking")).to_contain_text("No LMS found")
             await expect(page.locator("#overview")).to_be_visible()
             await page.locator("section.page.current a.next").click()
-            await expect(page.locator("section.page.current h2")).to_contain_text(first["title"])
+            await expect(page.locator("section.page.current .page-title")).to_contain_text(
+                first["title"]
+            )
             await answer(page.locator("section.page.current form.quiz"), [1, 0, 0])
             await expect(page.locator("section.page.current .quiz-result")).to_have_text(
                 "2 of 3 right."
             )
             await page.get_by_role("link", name=f"2. {second['title']}").click()
-            await expect(page.locator("section.page.current h2")).to_contain_text(second["title"])
+            await expect(page.locator("section.page.current .page-title")).to_contain_text(
+                second["title"]
+            )
             await page.locator("section.page.current a.previous").click()
-            await expect(page.locator("section.page.current h2")).to_contain_text(first["title"])
+            await expect(page.locator("section.page.current .page-title")).to_contain_text(
+                first["title"]
+            )
         # Nothing asked of anyone but the test's server and the package's own files.
         assert [u for u in same_origin(ui, url) if not u.startswith(tmp_path.as_uri())] == []
 
@@ -378,7 +385,7 @@ async def test_hostile_lesson_content_runs_and_loads_nothing_in_the_lms(
     course = await made_course(running, lessons=2)
     first = course["lessons"][0]
     response = await running.http.patch(
-        f"/api/lessons/{first['id']}", json={"content": HOSTILE_MARKDOWN, "title": HOSTILE_TITLE}
+        f"/api/lessons/{first['id']}", json={"content": HOSTILE_LESSON, "title": HOSTILE_TITLE}
     )
     assert response.status_code == 200, response.text
     course = await full_course(running, course["id"])
@@ -388,7 +395,7 @@ async def test_hostile_lesson_content_runs_and_loads_nothing_in_the_lms(
         sco = await launch(ui, url)
         await sco.locator("section.page.current a.next").click()
         page = sco.locator("section.page.current")
-        await expect(page.locator("h2")).to_contain_text(HOSTILE_TITLE)
+        await expect(page.locator(".page-title")).to_contain_text(HOSTILE_TITLE)
         await expect(page.locator(".content")).to_contain_text("<script>alert(1)</script>")
         await answer(page.locator("form.quiz"), [0, 1, 2])
         # The page's only script is the player; model output never became a script, a

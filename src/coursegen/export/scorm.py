@@ -152,7 +152,7 @@ def overview(course: ExportCourse, next_id: str | None) -> str:
     questions = sum(len(lesson.quiz) for lesson in course.lessons if lesson.written)
     parts = [
         '<section id="overview" class="page">',
-        f"<h1>{_text(course.title)}</h1>",
+        f'<h1 class="page-title">{_text(course.title)}</h1>',
     ]
     if course.description:
         parts.append(f'<p class="description">{_text(course.description)}</p>')
@@ -180,7 +180,8 @@ def lesson_section(lesson: ExportLesson, previous_id: str | None, next_id: str |
     assert lesson.html is not None
     parts = [
         f'<section id="{_page_id(lesson)}" class="page lesson">',
-        f"<h2>Lesson {lesson.number}: {_text(lesson.title)}</h2>",
+        # The page is shown on its own: its title is its top heading, the text's own below.
+        f'<h1 class="page-title">Lesson {lesson.number}: {_text(lesson.title)}</h1>',
     ]
     if lesson.description:
         parts.append(f'<p class="description">{_text(lesson.description)}</p>')
@@ -193,7 +194,7 @@ def lesson_section(lesson: ExportLesson, previous_id: str | None, next_id: str |
 
 def quiz_form(lesson: ExportLesson) -> str:
     """A quiz the player scores; without script its answers are folded under each question."""
-    parts = [f'<form class="quiz" aria-label="Quiz of lesson {lesson.number}">', "<h3>Quiz</h3>"]
+    parts = [f'<form class="quiz" aria-label="Quiz of lesson {lesson.number}">', "<h2>Quiz</h2>"]
     for number, question in enumerate(lesson.quiz, start=1):
         parts.append(_question(lesson, number, question))
     parts += [
