@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from coursegen.domain import QuizQuestion
 from coursegen.export.archive import reproducible_zip
-from coursegen.export.document import ExportCourse, ExportLesson
+from coursegen.export.document import ExportCourse, ExportLesson, lesson_body
 
 CP_NS = "http://www.imsglobal.org/xsd/imsccv1p1/imscp_v1p1"
 LOM_RESOURCE_NS = "http://ltsc.ieee.org/xsd/imsccv1p1/LOM/resource"
@@ -119,7 +119,7 @@ def page(lesson: ExportLesson) -> str:
     if lesson.description:
         parts.append(f"<p><em>{html.escape(_line(lesson.description))}</em></p>")
     if lesson.written:
-        parts.append(lesson.html or "")
+        parts.append(lesson_body(lesson))
     else:
         parts.append(f"<p>This lesson is {NOT_WRITTEN}.</p>")
     parts.append("</body></html>")

@@ -6,6 +6,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from html import unescape
 
 from coursegen.domain import Course, Lesson, LessonStatus, QuizQuestion
 from coursegen.render import render_markdown
@@ -77,3 +78,24 @@ def export_document(course: Course, lessons: Sequence[Lesson]) -> ExportCourse:
         lessons=tuple(exported),
         slug=slugify(course.title, f"course-{course.id}"),
     )
+
+
+_FIRST_HEADING = re.compile(r"\A\s*<h([12])>(.*?)</h\1>\s*", re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def lesson_body(lesson: ExportLesson) -> str:
+    """The lesson's sanitised HTML, less a first heading that only repeats its title.
+
+    Every format shows the title in its own header; the model is asked to open each lesson
+    with it, so without this the title is there twice. The rest is the page's HTML as is.
+    """
+    text = lesson.html or ""
+    first = _FIRST_HEADING.match(text)
+    if first is not None and _words(unescape(_TAG.sub("", first[2]))) == _words(lesson.title):
+        return text[first.end() :]
+    return text
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split()).casefold()

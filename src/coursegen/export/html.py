@@ -11,11 +11,10 @@ end, so a printed quiz can still be tried before the answers are seen.
 
 from __future__ import annotations
 
-import re
-from html import escape, unescape
+from html import escape
 
 from coursegen.domain import QuizQuestion
-from coursegen.export.document import ExportCourse, ExportLesson
+from coursegen.export.document import ExportCourse, ExportLesson, lesson_body
 
 NOT_WRITTEN = "not written yet"
 
@@ -131,7 +130,7 @@ def lesson_section(lesson: ExportLesson, count: int) -> str:
         f'<h2 id="{ident}-title">{_text(lesson.title)}</h2>\n'
         f"{description}"
         "</header>\n"
-        f'<div class="lesson-text">\n{lesson_text(lesson)}</div>\n'
+        f'<div class="lesson-text">\n{lesson_body(lesson)}</div>\n'
         f"{quiz}"
         '<p class="to-contents"><a href="#contents">Back to contents</a></p>\n'
         "</section>"
@@ -140,26 +139,6 @@ def lesson_section(lesson: ExportLesson, count: int) -> str:
 
 # A sanitised heading has no attributes; a lesson's first one is usually its title again
 # (the prompt asks the model to start with the title as a heading).
-_FIRST_HEADING = re.compile(r"\A\s*<h([12])>(.*?)</h\1>\s*", re.DOTALL)
-_TAG = re.compile(r"<[^>]*>")
-
-
-def lesson_text(lesson: ExportLesson) -> str:
-    """The lesson's sanitised HTML, less a first heading that only repeats its title.
-
-    The section's own header already shows the title; the rest is the page's HTML as is.
-    """
-    text = lesson.html or ""
-    first = _FIRST_HEADING.match(text)
-    if first is not None and _words(unescape(_TAG.sub("", first[2]))) == _words(lesson.title):
-        return text[first.end() :]
-    return text
-
-
-def _words(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
 def quiz_section(lesson: ExportLesson) -> str:
     ident = f"{anchor(lesson)}-quiz"
     questions = "\n".join(

@@ -21,7 +21,7 @@ from importlib import resources
 
 from coursegen.domain import QuizQuestion
 from coursegen.export.archive import reproducible_zip
-from coursegen.export.document import ExportCourse, ExportLesson
+from coursegen.export.document import ExportCourse, ExportLesson, lesson_body
 
 NOT_WRITTEN = "not written yet"
 # Percent of the quiz questions to get right for `passed`; the manifest tells the LMS too.
@@ -185,7 +185,7 @@ def lesson_section(lesson: ExportLesson, previous_id: str | None, next_id: str |
     ]
     if lesson.description:
         parts.append(f'<p class="description">{_text(lesson.description)}</p>')
-    parts.append(f'<div class="content">\n{_links_open_apart(lesson.html)}\n</div>')
+    parts.append(f'<div class="content">\n{_links_open_apart(lesson_body(lesson))}\n</div>')
     if lesson.quiz:
         parts.append(quiz_form(lesson))
     parts += [_pager(previous_id, next_id), "</section>"]
