@@ -73,10 +73,15 @@ def _query_param(request: Request, name: str) -> str | None:
 
 def parse_list_query(request: Request) -> ListQuery:
     """`limit`, `before` and `q` of `GET /api/courses`."""
-    limit = _query_param(request, "limit")
+    return list_query(
+        _query_param(request, "limit"), _query_param(request, "before"), _query_param(request, "q")
+    )
+
+
+def list_query(limit: str | None, before: str | None, search: str | None) -> ListQuery:
+    """The list's paging and search as given (by a request, or by `coursegen list`)."""
     if limit is not None and not (_LIST_LIMIT.fullmatch(limit) and int(limit) <= LIST_LIMIT_MAX):
         raise BadRequest(f"limit must be a whole number from 1 to {LIST_LIMIT_MAX}")
-    before = _query_param(request, "before")
     if before is not None and not (
         _PAGE_CURSOR.fullmatch(before) and int(before) <= _MAX_SQLITE_INT
     ):
@@ -84,7 +89,7 @@ def parse_list_query(request: Request) -> ListQuery:
             "before must be the `next` of an earlier answer, unchanged (leave it out for "
             "the first page)"
         )
-    search = _query_param(request, "q")  # empty, or only white space: every course
+    # Empty, or only white space: every course.
     if search is not None:
         if _FORBIDDEN.search(search):
             raise BadRequest("q must be one line of text without control characters")

@@ -15,6 +15,7 @@ from coursegen.errors import AppError, BadRequest, NotFound
 from coursegen.export import course_export
 from coursegen.settings import Settings
 from coursegen.store import Store, open_store
+from coursegen.validation import list_query
 
 
 @asynccontextmanager
@@ -35,17 +36,13 @@ async def opened(settings: Settings) -> AsyncIterator[Store]:
 async def stored_courses(
     settings: Settings, *, limit: int, before: str | None, q: str | None
 ) -> dict[str, Any]:
-    """A page of the list as `GET /api/courses` answers it."""
-    cursor = None
-    if before is not None:
-        if not before.isdigit():
-            raise ClientError("--before takes the number a previous list printed", EXIT_USAGE)
-        cursor = int(before)
+    """A page of the list as `GET /api/courses` answers it, checked as the API checks it."""
     async with opened(settings) as store:
-        page = await store.list_courses(limit=limit, before=cursor, search=q)
+        query = list_query(str(limit), before, q)
+        page = await store.list_courses(limit=query.limit, before=query.before, search=query.search)
     return {
         "courses": [course.to_json() for course in page.courses],
-        "next": page.next,
+        "next": None if page.next is None else str(page.next),
         "last_event_id": page.last_event_id,
     }
 
