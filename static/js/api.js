@@ -1,5 +1,6 @@
-// The JSON API (SPEC section 4). Every failure becomes an ApiError whose message is the
-// server's own words ({"error": "..."}), ready to be shown to a person.
+// The JSON API (the README's API table; the server describes it at api/openapi.json).
+// Every failure becomes an ApiError whose message is the server's own words
+// ({"error": "..."}), ready to be shown to a person.
 //
 // A server with an API token answers 401 to a page that has not signed in (or whose
 // session has ended): whichever request meets it first tells the page, through the
@@ -66,7 +67,16 @@ function idempotencyKey() {
 
 export const api = {
   health: () => request("GET", "health"),
-  listCourses: () => request("GET", "courses"),
+  // One page of courses, newest first: {courses, next, last_event_id}. `before` is the
+  // `next` of the page before (opaque); `q`, words the courses' texts must hold.
+  listCourses: ({ limit, before, q } = {}) => {
+    const params = new URLSearchParams();
+    if (limit !== undefined) params.set("limit", String(limit));
+    if (before) params.set("before", before);
+    if (q) params.set("q", q);
+    const query = params.toString();
+    return request("GET", query ? `courses?${query}` : "courses");
+  },
   getCourse: (id) => request("GET", `courses/${id}`),
   getLesson: (id) => request("GET", `lessons/${id}`),
   // `mode`: "stream" (written now, word by word) or "batch" (one Message Batch, half price);
@@ -84,7 +94,7 @@ export const api = {
   retryJob: (jobId) => request("POST", `jobs/${jobId}/retry`),
   cancelJob: (jobId) => request("POST", `jobs/${jobId}/cancel`),
   deleteCourse: (id) => request("DELETE", `courses/${id}`),
-  // The author's edits (SPEC section 9).
+  // The author's edits.
   // `changes`: any of {title, description, content (Markdown), position}.
   editLesson: (id, changes) => request("PATCH", `lessons/${id}`, { body: changes }),
   addLesson: (courseId, lesson) => request("POST", `courses/${courseId}/lessons`, { body: lesson }),

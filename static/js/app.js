@@ -25,8 +25,15 @@ const config = { pollInterval: 2000, ...window.coursegenConfig };
 const $ = (id) => document.getElementById(id);
 const elements = {
   form: $("generate-form"),
-  tree: $("tree"),
-  treeEmpty: $("tree-empty"),
+  tree: {
+    tree: $("tree"),
+    empty: $("tree-empty"),
+    search: $("course-search"),
+    status: $("tree-found"),
+    more: $("tree-more"),
+    moreButton: $("tree-more-button"),
+    moreText: $("tree-more-text"),
+  },
   main: $("main"),
   notices: $("notices"),
   banner: $("demo-banner"),
@@ -94,6 +101,7 @@ const actions = {
       const answer = await api.generate(topic, lessons, mode, options);
       // In the tree at once; the stream's events for it may come before or after this.
       store.applyCourse(answer.course, ticket);
+      store.addToLibrary(answer.course_id);
       store.set({
         form: { busy: false, message: answer.message },
         estimate: answer.estimate
@@ -108,6 +116,16 @@ const actions = {
       store.set({ form: { busy: false, error: error.status === 401 ? null : message } });
       return false;
     }
+  },
+
+  /** Show the courses whose texts hold these words (none: the whole library). */
+  search(text) {
+    return live.library.search(text);
+  },
+
+  /** The next page of courses, as the end of the list comes into view. */
+  more() {
+    return live.library.more();
   },
 
   invalid({ error, field }) {
@@ -236,7 +254,7 @@ function render(state) {
   setText(elements.liveStatus, LIVE_WORDS[state.live.mode](seconds));
   setAttr(elements.liveStatus, "data-mode", state.live.mode);
   renderForm(elements.form, state.form);
-  renderTree(elements.tree, elements.treeEmpty, state);
+  renderTree(elements.tree, state);
   const title = renderMain(elements.main, state, actions);
   document.title = locked ? "Sign in · coursegen" : title;
   renderNotices(elements.notices, state.notices, {
@@ -246,9 +264,18 @@ function render(state) {
   document.body.dataset.view = state.route.name;
 }
 
-/** What the page on show needs from the server: a lesson's text as it is written, or its HTML. */
+/**
+ * What the page on show needs from the server: the lessons of the open course and of
+ * every other one the tree shows expanded; a lesson's text as it is written, or its HTML.
+ */
 function fetchWhatIsShown(state) {
   const { route } = state;
+  if (state.loaded && state.auth.mode !== "signed-out") {
+    if (route.courseId !== undefined) live.want(route.courseId);
+    for (const course of state.courses.values()) {
+      if (!course.lessons && store.isExpanded(course)) live.want(course.id);
+    }
+  }
   const shown =
     route.name === "lesson" && state.auth.mode !== "signed-out"
       ? store.findLesson(state.courses.get(route.courseId), route.lessonId)
@@ -279,7 +306,7 @@ function navigated(route) {
   // its heading, unless the person is moving through the tree beside it.
   queueMicrotask(() => {
     window.scrollTo(0, 0);
-    if (!narrow.matches && elements.tree.contains(document.activeElement)) return;
+    if (!narrow.matches && elements.tree.tree.contains(document.activeElement)) return;
     elements.main.querySelector(".page-title")?.focus({ preventScroll: true });
   });
 }
@@ -292,6 +319,7 @@ function signedOut() {
   live.stop();
   writing.stop();
   hint(false);
+  elements.tree.search.value = ""; // what was searched for is forgotten too
   store.forget();
   store.setAuth({ mode: "signed-out", busy: false, error: null });
 }
@@ -332,6 +360,6 @@ initSignIn(elements.signInForm, elements.signOut, {
   signIn: actions.signIn,
   signOut: actions.signOut,
 });
-initTree(elements.tree);
+initTree(elements.tree, { search: actions.search, more: actions.more });
 router.start(navigated);
 begin();

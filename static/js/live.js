@@ -8,6 +8,7 @@
 // no stream, no polling and no retries knock on a locked door; signing in starts anew.
 
 import { api, ApiError } from "./api.js";
+import { Library, PAGE_SIZE } from "./library.js";
 import * as store from "./store.js";
 
 const EVENT_TYPES = ["course", "lesson", "quiz", "progress", "job"];
@@ -20,6 +21,8 @@ const STREAM_RETRY_WHILE_POLLING_MS = 30_000;
 const RELOAD_AFTER_FAILURE_MS = 3000;
 // Course snapshots fetched at once: room is left for the stream and the person's clicks.
 const PARALLEL_FETCHES = 4;
+// Courses a poll brings up to date: the first pages of the library, up to this many.
+const MAX_POLLED = 200;
 
 export class Live {
   constructor({ pollInterval }) {
@@ -36,39 +39,50 @@ export class Live {
     this.reloading = new Map(); // course id -> promise of a snapshot asked for after that one
     this.contentAsked = new Map(); // lesson id -> the version whose HTML was asked for
     this.quizAsked = new Map(); // lesson id -> the quiz version whose quiz was asked for
+    this.wanted = new Set(); // ids of courses whose lessons were asked for to be shown
+    this.library = new Library(this);
     this.stopped = false;
   }
 
   /** Close the stream and stop polling and every retry; answers still on their way are dropped. */
   stop() {
     this.stopped = true;
+    this.library.stop();
     this.source?.close();
     this.source = null;
     clearTimeout(this.streamTimer);
     this.stopPolling();
   }
 
-  /** Load every course, then follow the changes. */
+  /**
+   * Load the first page of the library, then follow the changes. One request: the
+   * lessons of a course are fetched only when it is shown expanded (see `want`).
+   */
   async start() {
     if (this.stopped) return;
     try {
       const ticket = store.ticket();
-      const list = await api.listCourses();
+      const page = await api.listCourses({ limit: PAGE_SIZE });
       if (this.stopped) return;
-      store.applyList(list, ticket);
-      // Open the stream before fetching lessons: events that overtake a snapshot are
-      // replayed on top of it, events that come before it wait in the store.
+      store.applyPage(store.state.library, page, ticket, { top: true, advance: true });
+      store.set({ loaded: true });
+      // Events that overtake a snapshot asked for from now on are replayed on top of it.
       if (typeof window.EventSource === "function") this.openStream();
       else this.startPolling();
-      await this.loadCourses(list.courses.map((course) => course.id));
-      if (this.stopped) return;
-      store.set({ loaded: true });
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       if (this.stopped) return; // a 401: the sign-in takes over
       store.setLive({ mode: "offline" });
       setTimeout(() => this.start(), this.pollInterval);
     }
+  }
+
+  /** Fetch the lessons of a course the tree or the page shows, once. */
+  want(courseId) {
+    if (this.stopped || this.wanted.has(courseId) || store.isGone(courseId)) return;
+    if (store.state.courses.get(courseId)?.lessons) return;
+    this.wanted.add(courseId);
+    this.loadCourse(courseId);
   }
 
   /** Catch up at once after an action, when polling; the stream needs no help. */
@@ -95,20 +109,21 @@ export class Live {
   receive(event) {
     const data = JSON.parse(event.data);
     if (!store.applyEvent(Number(event.lastEventId), event.type, data)) return;
-    if (
-      event.type === "course" &&
-      data.action === "created" &&
-      !store.state.courses.has(data.course_id)
-    ) {
-      this.loadCourse(data.course_id); // made elsewhere (another tab, the API)
+    if (event.type === "course" && data.action === "created") {
+      // Made elsewhere (another tab, the API): its title and lessons, for the top of the
+      // library; and a search shows it if it matches.
+      if (!store.state.courses.has(data.course_id)) this.loadCourse(data.course_id);
+      this.library.courseCreated();
     }
     // An added lesson's description, an edited one's, is not in its event: the course's
     // snapshot has it. A quiz call is billed to its lesson, but its event carries no
-    // usage: the snapshot has the lesson's new total too.
+    // usage: the snapshot has the lesson's new total too. Only for lessons on show: a
+    // folded course's lessons are fetched whole when it is unfolded.
     const described =
       event.type === "lesson" && (data.change === "added" || data.change === "edited");
     const quizDone = event.type === "quiz" && FINISHED_QUIZ.has(data.quiz_status) && !data.usage;
-    if (described || quizDone) this.reloadCourse(data.course_id);
+    const shown = store.state.courses.get(data.course_id)?.lessons;
+    if ((described || quizDone) && shown) this.reloadCourse(data.course_id);
   }
 
   streamFailed(source) {
@@ -196,27 +211,41 @@ export class Live {
     this.pollAgain = false;
   }
 
-  /** Bring the page up to date from the JSON endpoints alone. */
+  /**
+   * Bring the page up to date from the JSON endpoints alone: the newest courses of the
+   * library (as many as were paged, up to MAX_POLLED), then the lessons shown expanded.
+   */
   async refresh() {
     const ticket = store.ticket();
-    const list = await api.listCourses();
+    const { library } = store.state;
+    const limit = Math.min(MAX_POLLED, Math.max(PAGE_SIZE, library.ids.size));
+    const page = await api.listCourses({ limit });
     if (this.stopped) return;
-    // Decided before the list is applied: what changed since the last look.
-    const changed = list.courses.filter((summary) => this.needsLessons(summary));
-    store.applyList(list, ticket);
-    await this.loadCourses(changed.map((summary) => summary.id));
+    // Made since the last look (another tab, the API): fetched whole, as the stream's
+    // "created" would have it.
+    const newest = Math.max(0, ...library.ids);
+    const made = page.courses.filter(
+      (summary) => summary.id > newest && !store.state.courses.has(summary.id),
+    );
+    if (library.ready) for (const summary of made) store.addToLibrary(summary.id);
+    store.applyPage(library, page, ticket, { top: true, catchUp: library.ready, advance: true });
+    const summaries = new Map(page.courses.map((summary) => [summary.id, summary]));
+    const expanded = [...store.state.courses.values()].filter(
+      (course) => store.isExpanded(course) && this.needsLessons(course, summaries.get(course.id)),
+    );
+    const ids = new Set([...made.map((summary) => summary.id), ...expanded.map((c) => c.id)]);
+    await this.loadCourses([...ids]);
   }
 
-  needsLessons(summary) {
+  /** Whether a poll fetches an expanded course's lessons again. */
+  needsLessons(course, summary) {
     // The course on show: its lessons may have been renamed or moved, which the list's
-    // counters do not tell.
-    if (store.state.route.courseId === summary.id) return true;
-    const course = store.state.courses.get(summary.id);
-    if (!course?.lessons || course.lessons.length !== summary.lesson_count) return true;
-    const [before, now] = [course.job, summary.job];
+    // counters do not tell. One beyond the polled pages: the list says nothing of it.
+    if (store.state.route.courseId === course.id || !summary) return true;
+    if (!course.lessons || course.lessons.length !== summary.lesson_count) return true;
     // While a job runs, lessons change without the counters changing (pending -> generating).
-    if (now?.status === "running") return true;
-    return JSON.stringify(before) !== JSON.stringify(now);
+    if (summary.job?.status === "running") return true;
+    return course.lessonsJob !== JSON.stringify(summary.job ?? null);
   }
 
   // -- snapshots ------------------------------------------------------------------------

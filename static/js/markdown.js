@@ -4,8 +4,10 @@
 // are the same markup: markdown-it in "commonmark" mode without raw HTML or linkify, plus
 // tables and strikethrough, then DOMPurify with nh3's allow-list (tags, attributes per
 // tag, http/https/mailto or relative URLs, rel on every link, no comments, no images).
-// The two libraries are vendored classic scripts (static/vendor/) that the page loads
-// before its modules; they define window.markdownit and window.DOMPurify.
+// The two libraries are vendored classic scripts (static/vendor/) that the page runs
+// just after its modules, so as not to hold up its first paint; they define
+// window.markdownit and window.DOMPurify. Asked for before they are there, the text shows
+// as plain text, and the next render has them.
 
 // The same lists as render.py's _TAGS, _ATTRIBUTES, _URL_SCHEMES and link_rel.
 const TAGS = [
@@ -65,13 +67,14 @@ function dropStyle(token) {
 
 let engine = null;
 
-/** markdown-it and a DOMPurify instance of our own, so the hooks touch nobody else. */
+/**
+ * markdown-it and a DOMPurify instance of our own, so the hooks touch nobody else; null
+ * while the vendored scripts have not run yet.
+ */
 function load() {
   if (engine) return engine;
   const { markdownit, DOMPurify } = window;
-  if (typeof markdownit !== "function" || typeof DOMPurify !== "function") {
-    throw new Error("markdown.js needs vendor/markdown-it and vendor/purify loaded first");
-  }
+  if (typeof markdownit !== "function" || typeof DOMPurify !== "function") return null;
   const markdown = markdownit("commonmark", { html: false, linkify: false }).enable([
     "table",
     "strikethrough",
@@ -97,13 +100,22 @@ function load() {
 
 /** Markdown (complete or cut off anywhere) to sanitised HTML, as a string. */
 export function renderMarkdown(text) {
-  const { markdown, purify } = load();
+  const loaded = load();
+  if (!loaded) throw new Error("markdown.js: vendor/markdown-it and vendor/purify have not run");
+  const { markdown, purify } = loaded;
   return purify.sanitize(markdown.render(String(text ?? "")), CONFIG);
 }
 
 /** Replace `element`'s content with the rendered Markdown, as sanitised DOM nodes. */
 export function renderInto(element, text) {
-  const { markdown, purify } = load();
+  const loaded = load();
+  if (!loaded) {
+    const paragraph = document.createElement("p");
+    paragraph.textContent = String(text ?? "");
+    element.replaceChildren(paragraph);
+    return;
+  }
+  const { markdown, purify } = loaded;
   const fragment = purify.sanitize(markdown.render(String(text ?? "")), {
     ...CONFIG,
     RETURN_DOM_FRAGMENT: true,

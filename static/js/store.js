@@ -9,10 +9,18 @@ const RECENT_EVENTS = 2000;
 const SUCCESS_NOTICE_MS = 10_000;
 
 export const state = {
-  loaded: false, // the first list and every course's lessons have arrived
+  loaded: false, // the first page of the library has arrived
   health: null,
   cursor: 0, // the newest event id seen: where a (re)opened stream resumes
-  courses: new Map(), // id -> course, with `lessons` (null until loaded) and `job`
+  // id -> course, with `lessons` (null until loaded: only for courses shown expanded) and
+  // `job`. Every course the page has heard of, whichever list it came in.
+  courses: new Map(),
+  // The library: every course, newest first, as far as the person has scrolled (see
+  // newList). The tree shows it, or `search` while the search field holds words.
+  library: newList(""),
+  search: null, // the list of courses matching the words searched for, once answered
+  pendingQuery: null, // words searched for whose answer has not come yet
+  searchError: null, // {q, message}: why the last search failed
   // lesson id -> {html, about, version}: one run of the lesson as GET api/lessons/{id} told
   // it: its sanitised HTML (complete) and how it was made (complete or failed).
   content: new Map(),
@@ -29,7 +37,8 @@ export const state = {
   route: { name: "home" },
   form: { busy: false }, // and `error`, `field`, `message` once there is something to say
   notices: [],
-  collapsed: new Set(), // course ids folded in the tree
+  collapsed: new Set(), // course ids folded in the tree by hand
+  unfolded: new Set(), // course ids unfolded in the tree by hand
   busy: new Set(), // actions waiting for the server, e.g. "cancel:12"
   confirmDelete: null, // the course id whose deletion awaits a second click
   // "open": no token asked for (yet); "signed-in" to a server that needs one; "signed-out":
@@ -40,10 +49,10 @@ export const state = {
 // Recent events, so that a snapshot which may predate some of them can be brought up to
 // date by applying them again (see applyCourse).
 const recent = [];
-// Course ids are reused by SQLite after the newest course is deleted, so a deletion is
-// remembered by the local sequence number, not forever by id.
-const deletedAt = new Map();
+// Ids of deleted courses: an answer asked for before a deletion must not bring it back.
+const deleted = new Set();
 const finishes = new Map(); // job id -> completed_at of its newest finish seen
+const made = new Set(); // ids of courses made while the page looked on, not yet fetched
 let sequence = 0;
 let noticeIds = 0;
 
@@ -72,8 +81,47 @@ export function ticket() {
   return { since: state.cursor, seq: ++sequence };
 }
 
-export function coursesNewestFirst() {
-  return [...state.courses.values()].sort((a, b) => b.id - a.id);
+/**
+ * A list of courses as the tree shows it: the ids of the pages that came so far, newest
+ * first, and `next`, the cursor of the page after them (null: there is none).
+ */
+function newList(q) {
+  return { q, ids: new Set(), next: null, ready: false, loadingMore: false, error: null };
+}
+
+/** The list the tree shows: the search's results, or the whole library. */
+export function shownList() {
+  return state.search ?? state.library;
+}
+
+/**
+ * The courses of the tree, newest first. The open course is there too while the whole
+ * library shows, even if the pages have not reached it (an address opened directly).
+ */
+export function treeCourses() {
+  const list = shownList();
+  const ids = new Set(list.ids);
+  if (list === state.library && state.route.courseId !== undefined) ids.add(state.route.courseId);
+  const courses = [];
+  for (const id of ids) {
+    const course = state.courses.get(id);
+    if (course) courses.push(course);
+  }
+  return courses.sort((a, b) => b.id - a.id);
+}
+
+/**
+ * Whether the tree shows a course's lessons: the open course, and one being written while
+ * the page looks on, unless folded by hand; any course unfolded by hand.
+ */
+export function isExpanded(course) {
+  if (state.collapsed.has(course.id)) return false;
+  return state.unfolded.has(course.id) || course.watched || state.route.courseId === course.id;
+}
+
+/** A course deleted (here, elsewhere, or found missing): it never comes back. */
+export function isGone(courseId) {
+  return deleted.has(courseId);
 }
 
 export function findLesson(course, lessonId) {
@@ -130,7 +178,9 @@ export function applyEvent(id, type, data) {
 function apply(type, data) {
   if (type === "course") {
     if (data.action === "deleted") removeCourse(data.course_id);
-    return; // "created": the live module fetches the new course
+    // The newest of the library; the live module fetches it (and asks a search again).
+    else if (data.action === "created") addToLibrary(data.course_id);
+    return;
   }
   const course = state.courses.get(data.course_id);
   if (!course) return; // its snapshot, when it comes, replays this event
@@ -169,22 +219,101 @@ function apply(type, data) {
   }
 }
 
-/** `GET /api/courses`: every course without lessons, and the newest event id. */
-export function applyList(list, { seq }) {
+/**
+ * A page of `GET /api/courses` for `list` (the library or a search), asked for at
+ * `ticket`. `top`: the page was asked for from the newest course on (no `before`).
+ * `catchUp`: the newest page once more, to catch up (polling, a new course while
+ * searching): the paging further down stays as it was. `advance`: no stream is open, so
+ * the page's `last_event_id` is what the page has seen.
+ *
+ * As for a course's snapshot, events that arrived while the page was on its way are
+ * applied again on top of its courses.
+ */
+export function applyPage(list, page, { since, seq }, options = {}) {
+  const { top = false, catchUp = false, advance = false } = options;
   const listed = new Set();
-  for (const summary of list.courses) {
+  for (const summary of page.courses) {
     listed.add(summary.id);
-    if ((deletedAt.get(summary.id) ?? 0) > seq) continue; // deleted since we asked
+    if (deleted.has(summary.id)) continue; // deleted since we asked
     const course = upsertCourse(summary);
     course.lesson_count = summary.lesson_count;
+    course.statuses = summary.lesson_statuses ?? null;
     setJob(course, summary.job);
+    list.ids.add(summary.id);
   }
-  for (const course of [...state.courses.values()]) {
-    // A course that appeared after we asked (our own generate) is not missing.
-    if (!listed.has(course.id) && course.addedSeq < seq) removeCourse(course.id);
+  replay(since, listed);
+  // The newest page of the library holds every course from its oldest one up: a course
+  // the page knew of in that range and not listed has been deleted (seen when polling).
+  // One that appeared after we asked (our own generate) is not missing.
+  if (list === state.library && top) {
+    const floor = page.next === null ? -Infinity : Math.min(...listed);
+    for (const course of [...state.courses.values()]) {
+      if (course.id >= floor && !listed.has(course.id) && course.addedSeq < seq) {
+        removeCourse(course.id);
+      }
+    }
   }
-  state.cursor = Math.max(state.cursor, list.last_event_id);
+  if (!catchUp) list.next = page.next;
+  list.ready = true;
+  list.error = null;
+  if (advance) state.cursor = Math.max(state.cursor, page.last_event_id);
   changed();
+}
+
+/**
+ * A course made while the page looks on (here or elsewhere), heard of outside the
+ * library's pages: at its top, and followed like one seen being written.
+ */
+export function addToLibrary(courseId) {
+  if (deleted.has(courseId)) return;
+  state.library.ids.add(courseId);
+  const course = state.courses.get(courseId);
+  if (course) course.watched = true;
+  else made.add(courseId);
+  changed();
+}
+
+/** The words searched for, while their answer is on its way. */
+export function searching(q) {
+  state.pendingQuery = q;
+  state.searchError = null;
+  changed();
+}
+
+/** The first page of courses matching `q`: the tree shows them now. */
+export function showSearch(q, page, ticket) {
+  const list = newList(q);
+  applyPage(list, page, ticket, { top: true });
+  state.search = list;
+  state.pendingQuery = null;
+  changed();
+}
+
+export function searchFailed(q, message) {
+  state.pendingQuery = null;
+  state.searchError = { q, message };
+  changed();
+}
+
+/** The search field emptied: the whole library again, as it was. */
+export function clearSearch() {
+  state.search = null;
+  state.pendingQuery = null;
+  state.searchError = null;
+  changed();
+}
+
+/** A list's next page is on its way (`loading`), or failed (`error`, a message). */
+export function setPaging(list, { loading, error = null }) {
+  list.loadingMore = loading;
+  list.error = error;
+  changed();
+}
+
+function replay(since, courseIds) {
+  for (const event of recent) {
+    if (event.id > since && courseIds.has(event.data.course_id)) apply(event.type, event.data);
+  }
 }
 
 /**
@@ -194,9 +323,11 @@ export function applyList(list, { seq }) {
  * events received since the ticket are applied again on top of it: per lesson, the last
  * event received wins, and any newer one is still to come from the stream.
  */
-export function applyCourse(detail, { since, seq }) {
-  if ((deletedAt.get(detail.id) ?? 0) > seq) return;
+export function applyCourse(detail, { since }) {
+  if (deleted.has(detail.id)) return;
   const course = upsertCourse(detail);
+  // What the lessons were fetched with: polling fetches them again once the job differs.
+  course.lessonsJob = JSON.stringify(detail.job ?? null);
   const previous = new Map((course.lessons ?? []).map((lesson) => [lesson.id, lesson]));
   course.lessons = detail.lessons.map((data) => {
     const lesson = previous.get(data.id) ?? newLesson(data.id);
@@ -214,9 +345,7 @@ export function applyCourse(detail, { since, seq }) {
   }
   course.lesson_count = course.lessons.length;
   setJob(course, detail.job);
-  for (const event of recent) {
-    if (event.id > since && event.data.course_id === detail.id) apply(event.type, event.data);
-  }
+  replay(since, new Set([detail.id]));
   changed();
 }
 
@@ -299,20 +428,31 @@ export function setDraft(draft) {
 
 export function removeCourse(courseId) {
   const course = state.courses.get(courseId);
-  deletedAt.set(courseId, ++sequence);
+  deleted.add(courseId);
+  state.library.ids.delete(courseId);
+  state.search?.ids.delete(courseId);
+  state.unfolded.delete(courseId);
+  state.collapsed.delete(courseId);
+  changed(); // a page waiting for it says it is not there
   if (!course) return;
   for (const lesson of course.lessons ?? []) forgetLesson(lesson.id);
   state.courses.delete(courseId);
   state.notices = state.notices.filter((notice) => notice.courseId !== courseId);
   if (state.confirmDelete === courseId) state.confirmDelete = null;
   if (state.estimate?.courseId === courseId) state.estimate = null;
-  changed();
 }
 
 function upsertCourse(data) {
   let course = state.courses.get(data.id);
   if (!course) {
-    course = { id: data.id, lessons: null, job: null, watched: false, addedSeq: ++sequence };
+    course = {
+      id: data.id,
+      lessons: null,
+      job: null,
+      statuses: null, // the list's lesson_statuses, until the lessons or the job say more
+      watched: made.delete(data.id),
+      addedSeq: ++sequence,
+    };
     state.courses.set(data.id, course);
   }
   course.topic = data.topic;
@@ -453,6 +593,10 @@ export function forget() {
     health: null,
     cursor: 0,
     courses: new Map(),
+    library: newList(""),
+    search: null,
+    pendingQuery: null,
+    searchError: null,
     content: new Map(),
     quizzes: new Map(),
     draft: null,
@@ -462,9 +606,12 @@ export function forget() {
     notices: [],
     busy: new Set(),
     confirmDelete: null,
+    collapsed: new Set(),
+    unfolded: new Set(),
   });
   recent.length = 0;
-  deletedAt.clear();
+  deleted.clear();
+  made.clear();
   finishes.clear();
   changed();
 }
@@ -484,9 +631,11 @@ export function setLive(changes) {
   changed();
 }
 
-export function toggleCollapsed(courseId, collapsed = !state.collapsed.has(courseId)) {
-  if (collapsed) state.collapsed.add(courseId);
-  else state.collapsed.delete(courseId);
+/** Fold or unfold a course in the tree by hand. */
+export function setExpanded(courseId, expanded) {
+  state.collapsed.delete(courseId);
+  state.unfolded.delete(courseId);
+  (expanded ? state.unfolded : state.collapsed).add(courseId);
   changed();
 }
 

@@ -2,7 +2,7 @@
 // up to date in place, so that focus, selection and scroll survive live updates.
 
 import { h } from "../dom.js";
-import { findLesson } from "../store.js";
+import { findLesson, isGone } from "../store.js";
 import { buildCourse, updateCourse } from "./course.js";
 import { buildLesson, updateLesson } from "./lesson.js";
 
@@ -28,8 +28,10 @@ export function renderMain(main, state, actions) {
       return `${lesson.title} · ${course.title} · coursegen`;
     }
   }
-  // Not there (yet): still loading, or deleted, or never existed.
-  if (!state.loaded || (course && !course.lessons)) {
+  // Not there (yet): still loading (the course is fetched when its address is opened),
+  // or deleted, or never existed.
+  const waiting = route.courseId !== undefined && !course?.lessons && !isGone(route.courseId);
+  if (!state.loaded || waiting) {
     show(main, "loading", () => h("p", { class: "muted" }, "Loading…"));
     return "coursegen";
   }

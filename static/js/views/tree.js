@@ -1,4 +1,6 @@
-// The course tree: every course, newest first, with its lessons and their status.
+// The course tree: the library, newest first, a page at a time as the person scrolls, or
+// the courses a search finds. Each course says in a few words how far its lessons are;
+// only the open one (and one being written, or unfolded by hand) lists its lessons.
 // It follows the WAI-ARIA navigation treeview pattern: links are the tree items, one of
 // them is in the tab order, and the arrow keys move, fold and unfold.
 
@@ -8,7 +10,15 @@ import * as store from "../store.js";
 import { breakdown, money, moneyOptions, spent } from "./cost.js";
 import { LESSON_STATUS, marker, setHidden, updateMarker, updateProgress } from "./parts.js";
 
-export function initTree(root) {
+// Typing waits this long for the next key before it asks the server.
+const SEARCH_DELAY_MS = 150;
+
+/**
+ * `parts`: {tree, empty, search, status, more, moreButton, moreText}, the elements of
+ * index.html; `actions`: {search(text), more()}.
+ */
+export function initTree(parts, actions) {
+  const root = parts.tree;
   root.addEventListener("keydown", onKeydown);
   root.addEventListener("click", onClick);
   root.addEventListener("focusin", (event) => {
@@ -18,10 +28,54 @@ export function initTree(root) {
       rovingTabindex(root);
     }
   });
+  initSearch(parts.search, root, actions.search);
+  parts.moreButton.addEventListener("click", actions.more);
+  // More courses once the end of the list comes into view (see watchEnd).
+  if (typeof window.IntersectionObserver === "function") {
+    endObserver = new IntersectionObserver((entries) => {
+      if (entries.some((entry) => entry.isIntersecting)) actions.more();
+    });
+  }
 }
 
-export function renderTree(root, empty, state) {
-  const courses = store.coursesNewestFirst();
+function initSearch(input, root, search) {
+  let timer = null;
+  const now = () => {
+    clearTimeout(timer);
+    search(input.value);
+  };
+  input.addEventListener("input", () => {
+    clearTimeout(timer);
+    // Emptied: the whole library is there already, nothing to wait for.
+    if (!input.value.trim()) now();
+    else timer = setTimeout(now, SEARCH_DELAY_MS);
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      now();
+    } else if (event.key === "Escape" && input.value) {
+      event.preventDefault();
+      input.value = "";
+      now();
+    } else if (event.key === "ArrowDown") {
+      // From the field down into what it found.
+      const first = visibleItems(root)[0];
+      if (first) {
+        event.preventDefault();
+        first.focus();
+      }
+    }
+  });
+}
+
+let endObserver = null;
+let observed = { list: null, count: -1 };
+let shownBefore = null;
+
+export function renderTree(parts, state) {
+  const root = parts.tree;
+  const courses = store.treeCourses();
   syncKeyed(
     root,
     courses,
@@ -29,8 +83,65 @@ export function renderTree(root, empty, state) {
     createCourse,
     (el, course) => updateCourse(el, course, state),
   );
-  setHidden(empty, !(state.loaded && courses.length === 0));
+  const list = store.shownList();
+  setHidden(parts.empty, !(state.loaded && !state.search && courses.length === 0));
+  renderFound(parts.status, state, courses.length);
+  renderMore(parts, list);
+  setAttr(root, "aria-busy", state.pendingQuery === null ? null : "true");
   rovingTabindex(root);
+  // Other courses now (a search answered, or emptied): from their top, not from where
+  // the scrolling through the others had got to.
+  if (shownBefore && list !== shownBefore) revealTop(parts);
+  shownBefore = list;
+  watchEnd(parts.more, list, courses.length);
+}
+
+function revealTop(parts) {
+  const searchBottom = parts.search.getBoundingClientRect().bottom;
+  if (parts.tree.getBoundingClientRect().top < searchBottom) {
+    parts.tree.closest("nav").scrollIntoView({ block: "start" });
+  }
+}
+
+/** What the search found, in words (announced: the element is a status). */
+function renderFound(el, state, count) {
+  const { search, pendingQuery, searchError } = state;
+  let text = "";
+  if (searchError) text = `Could not search: ${searchError.message}`;
+  else if (pendingQuery !== null) text = "Searching…";
+  else if (search && count === 0) text = `No course matches “${search.q}”.`;
+  else if (search) {
+    const many = search.next ? "+" : "";
+    const matches = count === 1 && !many ? "course matches" : "courses match";
+    text = `${count}${many} ${matches} “${search.q}”`;
+  }
+  // Never hidden: a status that appears along with its words may go unannounced.
+  setText(el, text);
+  setAttr(el, "data-kind", searchError ? "error" : null);
+}
+
+/** The end of the list: more to come (a button too, for keyboards), loading, or failed. */
+function renderMore(parts, list) {
+  const more = Boolean(list.ready && list.next);
+  setHidden(parts.more, !more);
+  setHidden(parts.moreButton, list.loadingMore);
+  setText(parts.moreButton, list.error ? "Try again" : "Show more courses");
+  let text = "";
+  if (list.loadingMore) text = "Loading more courses…";
+  else if (list.error) text = `Could not load more courses: ${list.error}`;
+  setText(parts.moreText, text);
+  setAttr(parts.more, "data-loading", list.loadingMore ? "true" : null);
+}
+
+/**
+ * Look again whether the end of the list is in view each time the list grows: the
+ * observer reports only changes, and a page that did not fill the sidebar changes none.
+ */
+function watchEnd(end, list, count) {
+  if (!endObserver || (observed.list === list && observed.count === count)) return;
+  observed = { list, count };
+  endObserver.unobserve(end);
+  endObserver.observe(end);
 }
 
 function createCourse(course) {
@@ -48,6 +159,13 @@ function createCourse(course) {
     h("span", { class: "twisty", "aria-hidden": "true" }),
     h("span", { class: "tree-label" }),
     costTag(),
+    // How far its lessons are, in words: "8/8", "3/8 written", "2 errors".
+    h(
+      "span",
+      { class: "tree-summary" },
+      h("span", { class: "visually-hidden" }),
+      h("span", { "aria-hidden": "true" }),
+    ),
     // The bar only repeats the words next to it, so assistive technology reads the words.
     h(
       "span",
@@ -66,9 +184,9 @@ function createCourse(course) {
 
 function updateCourse(el, course, state) {
   const [item, group] = el.children;
-  const [, label, cost, progress] = item.children;
+  const [, label, cost, summary, progress] = item.children;
   const [bar, count] = progress.children;
-  const expanded = !state.collapsed.has(course.id);
+  const expanded = store.isExpanded(course);
   const route = state.route;
   setAttr(item, "href", courseHref(course.id));
   setAttr(item, "aria-expanded", String(expanded));
@@ -86,6 +204,12 @@ function updateCourse(el, course, state) {
   const showProgress = Boolean(job && (job.status === "running" || course.watched));
   setHidden(progress, !showProgress);
   setAttr(el, "data-job-status", job?.status ?? null);
+  // Beside a progress bar the count is there already: only failures are news.
+  const words = compactStatus(course);
+  setHidden(summary, showProgress && words.kind !== "error");
+  setAttr(summary, "data-kind", words.kind);
+  setText(summary.firstElementChild, `, ${words.spoken}`);
+  setText(summary.lastElementChild, words.shown);
   if (showProgress) {
     updateProgress(bar, job);
     setText(count, `${job.completed_lessons + job.failed_lessons}/${job.total_lessons}`);
@@ -144,6 +268,48 @@ function updateLesson(li, lesson, course, route, options) {
   // The hover text: the error, then the bill.
   const hover = [status === "error" ? lesson.content_error : null, bill].filter(Boolean);
   setAttr(item, "title", hover.length ? hover.join("\n\n") : null);
+}
+
+/**
+ * How many of a course's lessons are ready and failed, of how many: from its lessons
+ * when they are loaded, else from its job's counters (which follow every lesson's status,
+ * live from the stream), else from the list's `lesson_statuses`.
+ */
+export function lessonCounts(course) {
+  if (course.lessons) {
+    const count = (status) => course.lessons.filter((l) => l.content_status === status).length;
+    return { ready: count("complete"), failed: count("error"), total: course.lessons.length };
+  }
+  const job = course.job;
+  if (job) {
+    return { ready: job.completed_lessons, failed: job.failed_lessons, total: job.total_lessons };
+  }
+  const statuses = course.statuses ?? {};
+  const ready = statuses.complete ?? 0;
+  const failed = statuses.error ?? 0;
+  return { ready, failed, total: course.lesson_count ?? 0 };
+}
+
+/** {shown: "3/8 written", spoken: "3 of 8 lessons written", kind} for a course. */
+export function compactStatus(course) {
+  const { ready, failed, total } = lessonCounts(course);
+  const running = course.job?.status === "running";
+  const lessons = total === 1 ? "lesson" : "lessons";
+  if (total === 0) return { shown: "no lessons", spoken: "no lessons", kind: "empty" };
+  if (failed && !running) {
+    const errors = failed === 1 ? "1 error" : `${failed} errors`;
+    return { shown: errors, spoken: `${failed} of ${total} ${lessons} failed`, kind: "error" };
+  }
+  if (ready === total) {
+    const spoken = `all ${total} ${lessons} ready`;
+    return { shown: `${ready}/${total}`, spoken, kind: "complete" };
+  }
+  const failing = failed ? ` · ${failed === 1 ? "1 error" : `${failed} errors`}` : "";
+  return {
+    shown: `${ready}/${total} written${failing}`,
+    spoken: `${ready} of ${total} ${lessons} written${failed ? `, ${failed} failed` : ""}`,
+    kind: failed ? "error" : running ? "running" : "partial",
+  };
 }
 
 /** Small type at the end of an item: what it cost, read out as ", cost $0.0123". */
@@ -213,10 +379,10 @@ function onKeydown(event) {
     case "ArrowRight":
       if (!isCourse) return;
       if (expanded) next = courseEl.querySelector(".tree-lesson-item");
-      else store.toggleCollapsed(courseId, false);
+      else store.setExpanded(courseId, true);
       break;
     case "ArrowLeft":
-      if (isCourse && expanded) store.toggleCollapsed(courseId, true);
+      if (isCourse && expanded) store.setExpanded(courseId, false);
       else if (!isCourse) next = courseEl.querySelector(".tree-course-item");
       break;
     case " ":
@@ -234,6 +400,7 @@ function onClick(event) {
   if (!twisty) return;
   // The triangle folds and unfolds; the rest of the item opens the course.
   event.preventDefault();
-  const courseId = Number(twisty.closest(".tree-course").dataset.courseId);
-  store.toggleCollapsed(courseId);
+  const courseEl = twisty.closest(".tree-course");
+  const expanded = courseEl.firstElementChild.getAttribute("aria-expanded") === "true";
+  store.setExpanded(Number(courseEl.dataset.courseId), !expanded);
 }
