@@ -1,5 +1,5 @@
-// The author's actions (SPEC section 9): regenerate with instructions, retry a quiz, edit a
-// lesson by hand, change the outline, read and restore versions.
+// The author's actions (the README, "Authoring"): regenerate with instructions, retry a
+// quiz, edit a lesson by hand, change the outline, read and restore versions.
 //
 // Most of them answer to a view that shows its own outcome (an error next to a form, a
 // status line): {ok: true, value} or {ok: false, status, message}, never a notice. The

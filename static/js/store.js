@@ -460,7 +460,7 @@ function upsertCourse(data) {
   course.description = data.description;
   course.created_at = data.created_at;
   course.mode = data.mode ?? "stream";
-  // How it was asked to be written (SPEC section 9).
+  // How it was asked to be written (the README, "Authoring").
   course.level = data.level ?? "beginner";
   course.language = data.language ?? "English";
   course.instructions = data.instructions ?? "";

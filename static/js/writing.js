@@ -1,4 +1,4 @@
-// The lesson on show, as it is being written (SPEC section 8).
+// The lesson on show, as it is being written (the README, "Reading a lesson as it is written").
 //
 // While a lesson page is open and its lesson is queued or being written, one EventSource
 // on api/lessons/{id}/events brings its text: a snapshot, then chunks that each start

@@ -16,7 +16,7 @@ from playwright.async_api import Page, Route, expect
 
 from coursegen.settings import Settings
 from coursegen_dev.fake_anthropic import FakeAnthropic
-from tests.browser.conftest import StartLive, Ui, generate_via_api, settle
+from tests.browser.conftest import SCREENSHOTS, StartLive, Ui, generate_via_api, settle
 from tests.conftest import Live
 
 COURSES = 1000
@@ -280,6 +280,16 @@ async def test_search_narrows_the_tree_as_you_type_and_clearing_restores_it(
     await search.press("Escape")
     await expect(search).to_have_value("")
     await expect(page.locator("#tree .tree-course")).to_have_count(PAGE)
+
+    # A phone: the search and the words of each course fit, in light and dark.
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await search.fill("chess")
+    await expect(found).to_have_text(re.compile("courses match “chess”"))
+    await search.scroll_into_view_if_needed()
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await page.screenshot(path=SCREENSHOTS / f"{ui.name}-phone.png")
+    await page.emulate_media(color_scheme="dark")
+    await page.screenshot(path=SCREENSHOTS / f"{ui.name}-phone-dark.png")
 
 
 async def test_a_slow_answer_never_replaces_a_newer_search(

@@ -1,4 +1,4 @@
-// What the model calls cost (SPEC section 11), in words: money, tokens and how a lesson
+// What the model calls cost (the README, "Cost"), in words: money, tokens and how a lesson
 // was made. Shared by the tree, the course page, the lesson page and the form.
 //
 // A `usage` is {input_tokens, output_tokens, cache_creation_input_tokens,

@@ -1,4 +1,4 @@
-// Editing a lesson by hand (SPEC section 9): its title, its description and its text, as
+// Editing a lesson by hand (the README, "Authoring"): its title, its description and its text, as
 // Markdown beside a live preview rendered exactly like the model's text (markdown.js);
 // on a phone the two are tabs. The text cannot change while the lesson is queued or
 // being written, and the editor says so (the server refuses it then, with its reasons).

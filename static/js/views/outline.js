@@ -1,4 +1,4 @@
-// The course page's list of lessons, and its outline editing (SPEC section 9): add a
+// The course page's list of lessons, and its outline editing (the README, "Authoring"): add a
 // lesson at a place, rename one, move it up or down, remove it. Reading comes first:
 // the controls show once "Edit outline" is pressed. Every change is saved at once, and
 // other pages follow it through the lesson events.

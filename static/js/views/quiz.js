@@ -1,4 +1,4 @@
-// A lesson's quiz, under its text (SPEC section 9): one fieldset of radio buttons per
+// A lesson's quiz, under its text (the README, "Authoring"): one fieldset of radio buttons per
 // question; "Check" marks each answer right or wrong with its explanation and gives the
 // score, "Try again" starts over. All of it works with the keyboard alone (Tab between
 // questions, arrows within one), and the score is announced.

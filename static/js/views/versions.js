@@ -1,4 +1,4 @@
-// A lesson's versions (SPEC section 9): every text it has had, newest first, with when
+// A lesson's versions (the README, "Authoring"): every text it has had, newest first, with when
 // and how each came about (generated, edited by hand, restored) and the instructions it
 // was written with. Any of them can be read, rendered, and made the lesson's text again.
 
