@@ -183,20 +183,33 @@ function createCourse(course) {
 }
 
 function updateCourse(el, course, state) {
+  const expanded = store.isExpanded(course);
+  const route = state.route;
+  const current = route.name === "course" && route.courseId === course.id;
+  const options = moneyOptions(state);
+  // A folded course without its lessons shows only these: with a thousand courses in
+  // the tree, a render goes over the one that changed, not over every row.
+  const inputs = [
+    course.title,
+    course.usage,
+    course.job,
+    course.watched,
+    course.statuses,
+    course.lesson_count,
+    expanded,
+    current,
+    options.demo,
+  ];
+  const same = el.inputs?.every((value, i) => value === inputs[i]);
+  el.inputs = inputs;
+  if (same && !course.lessons) return;
   const [item, group] = el.children;
   const [, label, cost, summary, progress] = item.children;
   const [bar, count] = progress.children;
-  const expanded = store.isExpanded(course);
-  const route = state.route;
   setAttr(item, "href", courseHref(course.id));
   setAttr(item, "aria-expanded", String(expanded));
-  setAttr(
-    item,
-    "aria-current",
-    route.name === "course" && route.courseId === course.id ? "page" : null,
-  );
+  setAttr(item, "aria-current", current ? "page" : null);
   setText(label, course.title);
-  const options = moneyOptions(state);
   const bill = updateCost(cost, course.usage, options, course.job?.status === "running");
   setAttr(item, "title", bill);
   const job = course.job;
@@ -324,12 +337,22 @@ function costTag() {
 
 /** Show what `usage` cost in `tag` (hidden if nothing was spent); returns the hover text. */
 function updateCost(tag, usage, options, soFar) {
+  // Worked out again only when the usage (a new object on each change) or the words
+  // differ: with a thousand courses in the tree, every render would format every bill.
+  const last = tag.bill;
+  if (last && last.usage === usage && last.demo === options.demo && last.soFar === soFar) {
+    return last.hover;
+  }
   const shown = spent(usage);
   setHidden(tag, !shown);
-  if (!shown) return null;
-  setText(tag.firstElementChild, soFar ? ", cost so far " : ", cost ");
-  setText(tag.lastElementChild, money(usage.cost_usd, options));
-  return breakdown(usage, options, soFar ? "Cost so far" : "Cost");
+  let hover = null;
+  if (shown) {
+    setText(tag.firstElementChild, soFar ? ", cost so far " : ", cost ");
+    setText(tag.lastElementChild, money(usage.cost_usd, options));
+    hover = breakdown(usage, options, soFar ? "Cost so far" : "Cost");
+  }
+  tag.bill = { usage, demo: options.demo, soFar, hover };
+  return hover;
 }
 
 // -- keyboard ---------------------------------------------------------------------------
@@ -342,14 +365,21 @@ function visibleItems(root) {
 
 /** Exactly one item is reachable with Tab: the last focused, else the current page's. */
 function rovingTabindex(root) {
-  const items = visibleItems(root);
+  // Looked up, not searched for among every item: the tree may hold a thousand.
+  const key = root.dataset.focusKey;
   const chosen =
-    items.find((item) => item.dataset.item === root.dataset.focusKey) ??
-    items.find((item) => item.hasAttribute("aria-current")) ??
-    items[0];
-  for (const item of root.querySelectorAll('[role="treeitem"]')) {
-    setAttr(item, "tabindex", item === chosen ? "0" : "-1");
+    shown(key && root.querySelector(`[data-item="${CSS.escape(key)}"]`)) ??
+    shown(root.querySelector('[role="treeitem"][aria-current]')) ??
+    root.querySelector('[role="treeitem"]');
+  for (const item of root.querySelectorAll('[role="treeitem"][tabindex="0"]')) {
+    if (item !== chosen) item.setAttribute("tabindex", "-1");
   }
+  if (chosen) setAttr(chosen, "tabindex", "0");
+}
+
+/** The item, unless it is in a folded course (or there is none). */
+function shown(item) {
+  return item && !item.closest('[role="group"][hidden]') ? item : null;
 }
 
 function onKeydown(event) {
