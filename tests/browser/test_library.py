@@ -435,3 +435,33 @@ async def lesson_of(live: Live, course_id: int, status: str) -> int:
     course = await call(live, "GET", f"/api/courses/{course_id}")
     assert course is not None
     return next(int(x["id"]) for x in course["lessons"] if x["content_status"] == status)
+
+
+async def test_without_a_stream_the_newest_page_is_polled_and_the_tree_still_follows(
+    ui: Ui, start_live: StartLive, settings: Settings
+) -> None:
+    library = await library_of(start_live, settings)
+    live = library.live
+    page = ui.page
+    await page.add_init_script(TIMING)
+    await ui.open(live.url, polling=True)
+    rows = page.locator("#tree .tree-course")
+    await expect(rows).to_have_count(PAGE)
+    # Each poll is the newest page again, never one request per course.
+    assert {c for c in api_calls(ui) if c != "health"} == {f"courses?limit={PAGE}"}
+
+    created = await generate_via_api(live, "Knots at sea", lessons=2)
+    await settle(live, created["job_id"])
+    await expect(rows.first).to_have_attribute("data-course-id", str(created["course_id"]))
+    await expect(ui.course(created["course_id"]).locator(".progress-count")).to_have_text("2/2")
+    # A folded course's words follow its job's counters, from the polled page.
+    failed = ui.course(library.failed).locator(".tree-summary")
+    await call(live, "DELETE", f"/api/lessons/{await lesson_of(live, library.failed, 'error')}")
+    await expect(failed).to_have_text(re.compile("1 error$"))
+    # Deleted elsewhere: gone from the tree at the next poll.
+    await live.services.runner.delete_course(library.ids[1])
+    await expect(ui.course(library.ids[1])).to_have_count(0)
+    # The polled page reaches one course further down now; each is in the tree once.
+    ids = await tree_ids(page)
+    assert ids == [created["course_id"], library.ids[0], *library.ids[2 : PAGE + 1]]
+    await ui.shot("polling")
