@@ -404,6 +404,20 @@ async def test_courses_made_meanwhile_appear_at_the_top_and_others_change_live(
     ids = await tree_ids(page)
     assert ids[:3] == [matching["course_id"], other["course_id"], created["course_id"]]
     assert len(ids) == len(set(ids)) == PAGE + 3
+    # Made in this tab, through the form: at the top too, and open.
+    await page.locator("#topic").fill("Bees in winter")
+    await page.locator("#lessons").fill("1")
+    await page.get_by_role("button", name="Generate course").click()
+    await expect(page).to_have_url(re.compile(r"#/courses/\d+$"))
+    own = int(page.url.rsplit("/", 1)[1])
+    await expect(top).to_have_attribute("data-course-id", str(own))
+    await expect(page.locator('#tree [aria-expanded="true"]').first).to_have_attribute(
+        "data-item", f"c{own}"
+    )
+    await page.goto(f"{live.url}/#/")
+    ids = await tree_ids(page)
+    assert ids[:2] == [own, matching["course_id"]]
+    assert len(ids) == len(set(ids)) == PAGE + 4
 
     # Events for courses the page has not loaded change nothing on it, and break nothing.
     oldest, older = library.ids[-1], library.ids[-2]
