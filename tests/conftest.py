@@ -27,7 +27,9 @@ from coursegen.providers.anthropic_api import AnthropicProvider
 from coursegen.services import Services
 from coursegen.settings import Settings
 from coursegen_dev.fake_anthropic import FakeAnthropic
+from tests.helpers import bind_free_socket, generate
 from tests.pgserver import pg_dsn, pg_server  # noqa: F401
+from tests.serverproc import counter_mismatches
 
 API_KEY = "sk-ant-api03-test-key-do-not-leak-7f3a9c"
 
@@ -77,13 +79,10 @@ class Running:
         services: Services = self.app.state.services
         return services
 
-    async def generate(self, topic: str = "Sourdough baking", lessons: int = 3) -> dict[str, Any]:
-        response = await self.http.post(
-            "/api/courses/generate", json={"topic": topic, "lessons": lessons}
-        )
-        assert response.status_code == 201, response.text
-        body: dict[str, Any] = response.json()
-        return body
+    async def generate(
+        self, topic: str = "Sourdough baking", lessons: int = 3, **body: Any
+    ) -> dict[str, Any]:
+        return await generate(self.http, lessons, topic, **body)
 
     async def settle(self, job_id: str, seconds: float = 10.0) -> dict[str, Any]:
         """Wait, woken by each committed event, until the job is in a terminal status."""
@@ -183,15 +182,6 @@ async def running(start_app: Callable[..., Awaitable[Running]]) -> Running:
     return await start_app()
 
 
-def _bind_free_socket() -> socket.socket:
-    # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on sockets whose
-    # protocol says TCP, and without it every answer waits ~40 ms for a delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @dataclass
 class Live:
     """The app served by a real uvicorn on a loopback port: for streams."""
@@ -221,7 +211,7 @@ async def start_live(
         chosen = settings.replace(**changes)
         provider = provider or provider_for(chosen, fake)
         app = create_app(chosen, provider=provider)
-        sock = _bind_free_socket()
+        sock = bind_free_socket()
         server = uvicorn.Server(
             uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3)
         )
@@ -258,13 +248,6 @@ async def db_rows(settings: Settings, sql: str, *params: Any) -> list[tuple[Any,
 
 
 async def counters_hold(settings: Settings) -> list[str]:
-    """Every job whose counters disagree with its lessons' statuses (empty when all hold)."""
-    rows = await db_rows(
-        settings,
-        "SELECT j.id, j.completed_lessons, j.failed_lessons, "
-        "(SELECT count(*) FROM lessons l WHERE l.course_id = j.course_id "
-        " AND l.content_status = 'complete'), "
-        "(SELECT count(*) FROM lessons l WHERE l.course_id = j.course_id "
-        " AND l.content_status = 'error') FROM content_generation_jobs j",
-    )
-    return [f"{r[0]}: {r[1]}/{r[2]} vs {r[3]}/{r[4]}" for r in rows if (r[1], r[2]) != (r[3], r[4])]
+    """Every job whose counters disagree with its lessons (empty when all hold)."""
+    database = settings.db if settings.engine == "postgresql" else settings.db_path
+    return await counter_mismatches(database)

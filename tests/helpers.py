@@ -1,8 +1,8 @@
-"""Test helpers written once: free ports, servers in a thread, waiting for a condition,
-starting a course over HTTP.
+"""Test helpers written once: free ports, a server in a thread, waiting until a
+condition holds, starting a course over HTTP. (The fixtures are in conftest.py; the
+child-process server in serverproc.py; the PostgreSQL server in coursegen_dev.)
 
-Only the standard library, httpx and uvicorn: scripts (chaos.py) and the benchmark's
-dev package may use it too, and it imports nothing of pytest.
+It imports nothing of pytest, so scripts may use it too.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -19,23 +18,9 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
+from coursegen_dev.net import bind_free_socket, free_port
 
-def bind_free_socket(host: str = "127.0.0.1") -> socket.socket:
-    """A TCP socket bound to a free port on `host`, for a server to listen on."""
-    # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on sockets whose
-    # protocol says TCP, and without it every answer waits ~40 ms for a delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    return sock
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (a child process binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["bind_free_socket", "free_port", "generate", "served_in_thread", "until"]
 
 
 @contextlib.contextmanager
@@ -60,21 +45,29 @@ def served_in_thread(app: ASGIApp) -> Iterator[str]:
 
 
 async def until(
-    condition: Callable[[], bool | Awaitable[bool]], within: float = 10.0, every: float = 0.02
+    condition: Callable[[], bool | Awaitable[bool]], within: float = 20.0, every: float = 0.01
 ) -> None:
-    """Poll `condition` (plain or async) until it holds; TimeoutError after `within` s."""
-    async with asyncio.timeout(within):
-        while True:
-            held = condition()
-            if inspect.isawaitable(held):
-                held = await held
-            if held:
-                return
-            await asyncio.sleep(every)
+    """Poll `condition` (plain or async: the fake's state, the database) until it holds.
+
+    For what no event announces; what the service commits, `woken_until` in conftest.py
+    waits for without polling. Past `within` seconds the test fails naming the condition.
+    """
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                held = condition()
+                if inspect.isawaitable(held):
+                    held = await held
+                if held:
+                    return
+                await asyncio.sleep(every)
+    except TimeoutError:
+        what = condition.__doc__ or getattr(condition, "__name__", repr(condition))
+        raise AssertionError(f"{what} (not within {within:g} s)") from None
 
 
 async def generate(
-    http: httpx.AsyncClient, topic: str = "Sourdough baking", lessons: int = 3, **body: Any
+    http: httpx.AsyncClient, lessons: int = 3, topic: str = "Sourdough baking", **body: Any
 ) -> dict[str, Any]:
     """Start a course over the API (201 or the test fails); the answer."""
     response = await http.post(

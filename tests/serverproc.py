@@ -2,10 +2,11 @@
 the ledger that tells a legitimate repeated model call from a duplicate.
 
 Used by tests/test_durability.py and scripts/chaos.py, so it imports nothing from
-pytest: only the standard library, httpx (a dev dependency), asyncpg (imported only
-to read a PostgreSQL database) and nothing of the service itself. The child runs on
-its own free port with its output in a log file (a pipe nobody reads could fill and
-block it), and every start is paired with a stop that reaps the process.
+pytest: only the standard library, httpx (a dev dependency), the dev package's
+free_port, asyncpg (imported only to read a PostgreSQL database) and nothing of the
+service itself. The child runs on its own free port with its output in a log file (a
+pipe nobody reads could fill and block it), and every start is paired with a stop that
+reaps the process.
 
 A database is a SQLite file (a `Path`) or a `postgresql://` URL (a `str`): every
 check reads either, the same way, on one consistent snapshot.
@@ -18,7 +19,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sqlite3
 import sys
 import time
@@ -31,6 +31,8 @@ from urllib.parse import quote
 
 import httpx
 
+from coursegen_dev.net import free_port
+
 STARTUP_TIMEOUT = 30.0
 # How long the database server may take to notice that a killed child's connections
 # are gone (it finishes what the child had already sent, a COMMIT too, then ends them).
@@ -42,14 +44,6 @@ _OWNED_PREFIXES = ("COURSEGEN_", "ANTHROPIC_")
 
 class ServerFailed(RuntimeError):
     """The server did not come up, or did not go down, as asked."""
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (the child binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def server_env(

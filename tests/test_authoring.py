@@ -23,19 +23,12 @@ from coursegen.events import TERMINAL_JOB_STATUSES
 from coursegen.settings import Settings
 from coursegen_dev.fake_anthropic import Call, FakeAnthropic
 from tests.conftest import API_KEY, Running, counters_hold, db_rows, woken_until
+from tests.helpers import until
 from tests.serverproc import ServerProcess, server_env
 
 StartApp = Callable[..., Awaitable[Running]]
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-async def generate(running: Running, **body: Any) -> dict[str, Any]:
-    body = {"topic": "Sourdough baking", "lessons": 3, **body}
-    response = await running.http.post("/api/courses/generate", json=body)
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
 
 
 async def get_lesson(running: Running, lesson_id: int) -> dict[str, Any]:
@@ -118,15 +111,6 @@ def outline_listing(call: Call) -> str:
     return course_block(call).split("The whole outline:\n", 1)[1].rstrip("\n")
 
 
-async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    """Poll in-process state (the fake's log) until `condition` holds."""
-    async with asyncio.timeout(seconds):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.01)
-
-
 def without_usage(data: Any) -> Any:
     """A JSON answer less what its calls have spent (the draft saver stores that as it goes)."""
     if isinstance(data, dict):
@@ -164,7 +148,7 @@ OPTIONS = {
 async def test_course_options_reach_the_outline_every_lesson_and_every_quiz(
     running: Running, fake: FakeAnthropic
 ) -> None:
-    created = await generate(running, topic="Sauerteig", lessons=3, **OPTIONS)
+    created = await running.generate(topic="Sauerteig", lessons=3, **OPTIONS)
     wanted = {**OPTIONS, "quizzes": True}
     assert {key: created["course"][key] for key in wanted} == wanted
     done = await running.settle(created["job_id"])
@@ -214,14 +198,14 @@ async def test_bad_course_options_are_refused_and_store_nothing(
         assert await db_rows(settings, f"SELECT count(*) FROM {table}") == [(0,)], table
     # At the limits they are taken.
     edge = {"language": "pt", "instructions": "b" * 2000, "quizzes": False}
-    created = await generate(running, lessons=1, level="intermediate", **edge)
+    created = await running.generate(lessons=1, level="intermediate", **edge)
     assert {key: created["course"][key] for key in edge} == edge
 
 
 async def test_regeneration_instructions_reach_that_regeneration_only(
     running: Running, fake: FakeAnthropic
 ) -> None:
-    created = await generate(running, lessons=3, instructions="Keep it friendly.")
+    created = await running.generate(lessons=3, instructions="Keep it friendly.")
     await running.settle(created["job_id"])
     first, second, third = created["course"]["lessons"]
     asked = "more examples, with rye flour"
@@ -258,7 +242,7 @@ async def test_versions_keep_every_text_and_restore_makes_a_new_one(
 ) -> None:
     written = iter(range(1, 100))
     fake.lesson_text = lambda title: f"## {title}\n\nDraft {next(written)} of this lesson.\n"
-    created = await generate(running, lessons=2)
+    created = await running.generate(lessons=2)
     await running.settle(created["job_id"])
     lesson_id, other_id = (lesson["id"] for lesson in created["course"]["lessons"])
     generated = (await get_lesson(running, lesson_id))["content"]
@@ -320,7 +304,7 @@ async def test_versions_keep_every_text_and_restore_makes_a_new_one(
 async def test_hand_edits_change_the_lesson_and_answer_with_it(
     running: Running, settings: Settings
 ) -> None:
-    created = await generate(running, lessons=3, quizzes=False)
+    created = await running.generate(lessons=3, quizzes=False)
     await running.settle(created["job_id"])
     first, second, third = (lesson["id"] for lesson in created["course"]["lessons"])
 
@@ -364,7 +348,7 @@ async def test_refused_edits_say_why_and_change_nothing(
 ) -> None:
     running = await start_app(concurrency=1)
     fake.first_token_delay = 30  # lesson 1 stays generating, the others pending
-    created = await generate(running, lessons=3)
+    created = await running.generate(lessons=3)
     course_id = created["course_id"]
     first, second, third = (lesson["id"] for lesson in created["course"]["lessons"])
     await lesson_until(running, first, lambda lesson: lesson["content_status"] == "generating")
@@ -420,7 +404,7 @@ async def test_a_content_edit_makes_a_failed_lesson_complete_and_the_counters_fo
     running: Running, fake: FakeAnthropic, settings: Settings
 ) -> None:
     fake.add_fault(kind="lesson", match="Lesson 2", status=500)
-    created = await generate(running, lessons=3)
+    created = await running.generate(lessons=3)
     failed = await running.settle(created["job_id"])
     assert (failed["status"], failed["completed_lessons"], failed["failed_lessons"]) == (
         "error", 2, 1,
@@ -453,7 +437,7 @@ async def test_a_content_edit_of_the_only_failed_lesson_ends_a_course_without_qu
     running: Running, fake: FakeAnthropic, settings: Settings
 ) -> None:
     fake.add_fault(kind="lesson", match="Lesson 1", status=500)
-    created = await generate(running, lessons=2, quizzes=False)
+    created = await running.generate(lessons=2, quizzes=False)
     assert (await running.settle(created["job_id"]))["status"] == "error"
     lesson_id = created["course"]["lessons"][0]["id"]
     response = await running.http.patch(f"/api/lessons/{lesson_id}", json={"content": "Mine."})
@@ -475,7 +459,7 @@ async def test_each_lesson_gets_its_quiz_after_its_text_and_the_job_waits_for_th
 ) -> None:
     fake.quiz_delay = 1.0  # the texts are written long before their quizzes
     fake.quiz = quiz_input(4)
-    created = await generate(running, lessons=3)
+    created = await running.generate(lessons=3)
     job_id = created["job_id"]
     ids = [lesson["id"] for lesson in created["course"]["lessons"]]
 
@@ -545,7 +529,7 @@ async def test_an_invalid_quiz_is_an_error_of_the_quiz_only_and_can_be_retried(
     }
     for title, (fault, _) in invalid.items():
         fake.add_fault(kind="quiz", match=title, **fault)
-    created = await generate(running, lessons=6)
+    created = await running.generate(lessons=6)
     done = await running.settle(created["job_id"])
     # A failed quiz never fails its lesson: the texts are all there, the job complete.
     assert (done["status"], done["completed_lessons"], done["failed_lessons"]) == (
@@ -593,7 +577,7 @@ async def test_a_quiz_retry_is_refused_while_it_waits_or_without_quizzes(
 ) -> None:
     running = await start_app(concurrency=1)
     fake.add_fault(kind="lesson", match="Lesson 2", delay=30)  # holds the only slot
-    created = await generate(running, lessons=3)
+    created = await running.generate(lessons=3)
     first, second, third = (lesson["id"] for lesson in created["course"]["lessons"])
     await lesson_until(running, second, lambda lesson: lesson["content_status"] == "generating")
     # Texts come before quizzes: lesson 1's quiz waits behind lessons 2 and 3.
@@ -609,7 +593,7 @@ async def test_a_quiz_retry_is_refused_while_it_waits_or_without_quizzes(
     assert (await running.http.post("/api/lessons/999999/quiz/retry")).status_code == 404
     await running.http.post(f"/api/jobs/{created['job_id']}/cancel")
 
-    without = await generate(running, lessons=2, quizzes=False)
+    without = await running.generate(lessons=2, quizzes=False)
     await running.settle(without["job_id"])
     lesson_id = without["course"]["lessons"][0]["id"]
     response = await running.http.post(f"/api/lessons/{lesson_id}/quiz/retry")
@@ -620,7 +604,7 @@ async def test_a_quiz_retry_is_refused_while_it_waits_or_without_quizzes(
 async def test_a_course_without_quizzes_makes_no_quiz_calls(
     running: Running, fake: FakeAnthropic, settings: Settings
 ) -> None:
-    created = await generate(running, lessons=3, quizzes=False)
+    created = await running.generate(lessons=3, quizzes=False)
     assert created["course"]["quizzes"] is False
     done = await running.settle(created["job_id"])
     assert (done["status"], done["completed_lessons"]) == ("complete", 3)
@@ -640,7 +624,7 @@ async def test_quiz_calls_take_slots_of_the_same_throttle(
     # Lesson 2's text holds one slot while the other slot writes the other texts, then
     # their quizzes: texts and quizzes share the two slots.
     fake.add_fault(kind="lesson", match="Lesson 2", delay=1.5)
-    created = await generate(running, lessons=5)
+    created = await running.generate(lessons=5)
     held = fake.lesson_calls
     await until(
         lambda: (
@@ -729,7 +713,7 @@ async def edit_under_load(
 ) -> LoadRun:
     """Apply `count` random outline edits while the course's job writes it."""
     rng = random.Random(seed)
-    created = await generate(running, topic=f"Bread under load {seed}", lessons=LOAD_LESSONS)
+    created = await running.generate(topic=f"Bread under load {seed}", lessons=LOAD_LESSONS)
     lessons = created["course"]["lessons"]
     run = LoadRun(
         created["course_id"],
@@ -958,7 +942,7 @@ async def test_removing_a_lesson_cuts_off_its_calls_and_stores_nothing_of_them(
     running = await start_app(concurrency=2)
     fake.add_fault(kind="lesson", match="Lesson 2", delay=30)
     fake.add_fault(kind="quiz", match="Lesson 1", delay=30)
-    created = await generate(running, lessons=3)
+    created = await running.generate(lessons=3)
     first, second, third = (lesson["id"] for lesson in created["course"]["lessons"])
 
     def at_the_model(calls: list[Call]) -> bool:

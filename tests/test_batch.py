@@ -27,6 +27,7 @@ from coursegen.services import Services
 from coursegen.settings import Settings
 from coursegen_dev.fake_anthropic import Batch, FakeAnthropic
 from tests.conftest import API_KEY, Running, counters_hold, db_rows, job_reaches
+from tests.helpers import generate, until
 from tests.serverproc import (
     ServerProcess,
     counter_mismatches,
@@ -80,23 +81,7 @@ async def batching(start_app: StartApp) -> Running:
 
 
 async def generate_batch(http: httpx.AsyncClient, lessons: int = 3) -> dict[str, Any]:
-    response = await http.post(
-        "/api/courses/generate",
-        json={"topic": TOPIC, "lessons": lessons, "mode": "batch", "quizzes": False},
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def until(condition: Callable[[], bool | Awaitable[bool]], within: float = 15.0) -> None:
-    """Poll the fake's state or the database until `condition` holds."""
-    async with asyncio.timeout(within):
-        while True:
-            met = condition()
-            if met if isinstance(met, bool) else await met:
-                return
-            await asyncio.sleep(0.02)
+    return await generate(http, lessons, TOPIC, mode="batch", quizzes=False)
 
 
 def stream_lesson_calls(fake: FakeAnthropic) -> list[str]:

@@ -22,6 +22,7 @@ from httpx_sse import aconnect_sse
 from coursegen.settings import Settings
 from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import API_KEY, counters_hold, db_rows
+from tests.helpers import until
 from tests.serverproc import ServerProcess, server_env
 from tests.test_live_writing import LONG, Reading, apply
 
@@ -111,14 +112,6 @@ async def cluster(start_cluster: StartCluster) -> Cluster:
 def writing(fake: FakeAnthropic, model: str) -> bool:
     """Whether the node with this model has a lesson call at the fake right now."""
     return any(c.body["model"] == model and c.ended is None for c in fake.lesson_calls())
-
-
-async def until(check: Callable[[], bool], within: float = 20.0) -> None:
-    async with asyncio.timeout(within):
-        while True:
-            if check():
-                return
-            await asyncio.sleep(0.02)
 
 
 async def read_lesson(node: ServerProcess, lesson_id: int) -> Reading:

@@ -8,7 +8,6 @@ runs a real `coursegen serve` (tests/serverproc.py) and restarts it on its datab
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import signal
@@ -28,6 +27,7 @@ from coursegen.services import Services
 from coursegen.settings import Settings
 from coursegen_dev.fake_anthropic import Call, FakeAnthropic, cache_minimum, prompt_tokens
 from tests.conftest import API_KEY, Running, counters_hold, db_rows, job_reaches, provider_for
+from tests.helpers import until
 from tests.serverproc import ServerProcess, server_env
 
 TOKENS = (
@@ -247,18 +247,6 @@ async def test_usage_totals_equal_what_the_model_billed_call_by_call(
 # -- 2. kill -9 mid-stream, restart: the cut-off calls count once, at their start figures ----
 
 
-async def until(condition: Callable[[], Awaitable[bool]], within: float = SETTLE) -> None:
-    """Poll the fake's state or the database until `condition` holds."""
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                if await condition():
-                    return
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"{condition.__doc__} (not within {within:g} s)") from None
-
-
 async def test_calls_cut_off_by_kill_9_are_counted_once_at_what_they_were_billed(
     fake: FakeAnthropic, settings: Settings, tmp_path: Path
 ) -> None:
@@ -296,7 +284,7 @@ async def test_calls_cut_off_by_kill_9_are_counted_once_at_what_they_were_billed
             # The draft saver has stored what every call under way was billed at its start.
             return done and len(streaming()) == 2 and stored == len(billed(fake))
 
-        await until(mid_stream_and_stored)
+        await until(mid_stream_and_stored, SETTLE)
         cut_off = streaming()
         await server.kill()
         assert server.exit_codes == [-signal.SIGKILL]
@@ -305,7 +293,7 @@ async def test_calls_cut_off_by_kill_9_are_counted_once_at_what_they_were_billed
             """The fake saw the killed server's streams end"""
             return all(c.ended is not None for c in cut_off)
 
-        await until(noticed)
+        await until(noticed, SETTLE)
         # Cut off mid-stream: billed only the figures of their message_start.
         assert all(c.aborted and c.stop_reason is None for c in cut_off)
         assert all(c.usage is not None and c.usage["output_tokens"] == 1 for c in cut_off)
@@ -319,7 +307,7 @@ async def test_calls_cut_off_by_kill_9_are_counted_once_at_what_they_were_billed
                 progress = await get(http, f"/api/jobs/{job_id}/progress")
                 return bool(progress["status"] != "running")
 
-            await until(finished)
+            await until(finished, SETTLE)
             course, lessons, item, progress = await course_views(http, course_id, job_id)
     finally:
         await server.stop()

@@ -32,6 +32,7 @@ from httpx_sse import EventSource, ServerSentEvent, aconnect_sse
 
 from coursegen.settings import Settings
 from coursegen_dev.fake_anthropic import FakeAnthropic
+from tests.helpers import until
 from tests.serverproc import (
     Database,
     ServerProcess,
@@ -179,16 +180,6 @@ async def service(
             yield Service(fake, server, http)
         finally:
             await server.stop()
-
-
-async def until(condition: Callable[[], bool | Awaitable[bool]], within: float = 20.0) -> None:
-    """Poll in-process state (the fake's log) or the database until `condition` holds."""
-    async with asyncio.timeout(within):
-        while True:
-            met = condition()
-            if met if isinstance(met, bool) else await met:
-                return
-            await asyncio.sleep(0.01)
 
 
 async def assert_sound(db: Database) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +22,9 @@ from anthropic.types import (
 from anthropic.types.messages import MessageBatch, batch_create_params
 
 from coursegen_dev.fake_anthropic import FakeAnthropic, cache_minimum, prompt_tokens
+from tests.conftest import API_KEY
+from tests.helpers import until
 
-KEY = "sk-ant-test-key"
 MODEL = "claude-fake-model"
 TOOL: anthropic.types.ToolParam = {
     "name": "record_outline",
@@ -49,16 +50,10 @@ LONG = (
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeAnthropic]:
-    async with FakeAnthropic(api_key=KEY) as server:
-        yield server
-
-
-@pytest.fixture
 async def client(fake: FakeAnthropic) -> AsyncIterator[AsyncAnthropic]:
     # Retries off by default so each test states the retries it relies on.
     async with AsyncAnthropic(
-        api_key=KEY, base_url=fake.base_url, max_retries=0, timeout=5.0
+        api_key=API_KEY, base_url=fake.base_url, max_retries=0, timeout=5.0
     ) as sdk:
         yield sdk
 
@@ -83,15 +78,6 @@ async def stream_lesson(client: AsyncAnthropic, title: str, k: int = 1) -> str:
     block = final.content[0]
     assert block.type == "text"
     return block.text
-
-
-async def wait_until(predicate: Callable[[], bool]) -> None:
-    # The fake's counters are plain attributes with nothing to await, so poll, for at most 2 s.
-    for _ in range(200):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached within 2 s")
 
 
 def tool_input(message: anthropic.types.Message) -> Any:
@@ -159,7 +145,7 @@ async def test_wrong_key_is_a_single_authentication_error(fake: FakeAnthropic) -
     assert caught.value.type == "authentication_error"
     assert [c.status for c in fake.calls] == [401]
     # x-api-key is accepted as well as the SDK's Bearer header.
-    headers = {"x-api-key": KEY}
+    headers = {"x-api-key": API_KEY}
     async with AsyncAnthropic(
         api_key="wrong", base_url=fake.base_url, default_headers=headers
     ) as ok:
@@ -189,7 +175,7 @@ async def test_stall_past_the_client_timeout(fake: FakeAnthropic, client: AsyncA
     with pytest.raises(anthropic.APITimeoutError):
         await outline(client.with_options(timeout=0.2), "Topic: Git")
     # The fake notices the hang-up instead of sleeping on, so teardown stays fast.
-    await wait_until(lambda: fake.in_flight == 0)
+    await until(lambda: fake.in_flight == 0)
     [call] = fake.calls
     assert call.aborted and call.ended is not None
 
@@ -255,7 +241,7 @@ async def test_abandoned_stream_leaves_nothing_in_flight(
         async for _ in stream.text_stream:
             fake.lesson_delay = 30.0  # the next chunk would take seconds
             break
-    await wait_until(lambda: fake.in_flight == 0)
+    await until(lambda: fake.in_flight == 0)
     assert fake.lessons_in_flight == 0
     [call] = fake.lesson_calls()
     assert call.status == 200 and call.aborted
@@ -532,7 +518,7 @@ async def test_client_gone_mid_stream_marks_the_call_aborted(
                     fake.delta_gap = 30.0  # the next delta would take half a minute
                     break
     # The fake stops sleeping when the client hangs up, well within wait_until's 2 s.
-    await wait_until(lambda: fake.in_flight == 0)
+    await until(lambda: fake.in_flight == 0)
     [call] = fake.lesson_calls("Gone")
     assert call.aborted and call.status == 200 and call.stop_reason is None
     assert call.sent_text.startswith("".join(received)) and len(call.sent_text) < len(LONG)
@@ -551,7 +537,7 @@ async def test_client_gone_before_the_first_token(
             assert event.type in ("message_start", "content_block_start")
             if event.type == "content_block_start":
                 break
-    await wait_until(lambda: fake.in_flight == 0)
+    await until(lambda: fake.in_flight == 0)
     [call] = fake.lesson_calls("Never")
     assert call.aborted and call.sent_text == "" and call.stop_reason is None
 
@@ -661,7 +647,7 @@ async def test_usage_of_a_stream_the_client_left_is_its_start_usage(
             if event.type == "content_block_delta":
                 fake.delta_gap = 30.0
                 break
-    await wait_until(lambda: fake.in_flight == 0)
+    await until(lambda: fake.in_flight == 0)
     [call] = fake.lesson_calls("Left")
     assert call.aborted and call.usage is not None
     assert call.usage["output_tokens"] == 1 and call.usage["input_tokens"] > 10

@@ -3,7 +3,6 @@ nothing half-stored, no job left `running`."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from coursegen.providers.anthropic_api import AnthropicProvider
 from coursegen.settings import Settings
 from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import API_KEY, Running, counters_hold, db_rows, job_reaches
+from tests.helpers import free_port
 
 StartApp = Callable[..., Awaitable[Running]]
 FAST_RETRY = {"retry-after-ms": "5"}
@@ -57,13 +57,6 @@ async def test_a_failing_lesson_ends_in_error_with_words_while_the_others_finish
     assert (await running.settle(created["job_id"]))["status"] == "complete"
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def test_a_provider_that_refuses_connections_fails_each_lesson_clearly(
     fake: FakeAnthropic, settings: Settings
 ) -> None:
@@ -73,7 +66,7 @@ async def test_a_provider_that_refuses_connections_fails_each_lesson_clearly(
     gone = AnthropicProvider(
         settings.replace(max_retries=1),
         api_key=API_KEY,
-        base_url=f"http://127.0.0.1:{closed_port()}",
+        base_url=f"http://127.0.0.1:{free_port()}",
     )
     app = create_app(settings, provider=gone)
     try:

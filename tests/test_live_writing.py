@@ -14,6 +14,7 @@ from httpx_sse import aconnect_sse
 
 from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import Live, counters_hold, db_rows
+from tests.helpers import generate, until
 
 StartLive = Callable[..., Awaitable[Live]]
 
@@ -73,20 +74,6 @@ async def read_lesson(
             if events is not None and seen >= events:
                 break
     return reading
-
-
-async def generate(client: httpx.AsyncClient, lessons: int, topic: str = "Sourdough") -> Any:
-    response = await client.post("/api/courses/generate", json={"topic": topic, "lessons": lessons})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
-    async with asyncio.timeout(within):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.02)
 
 
 async def status_of(client: httpx.AsyncClient, lesson_id: int) -> str:
@@ -191,7 +178,7 @@ async def test_the_text_so_far_is_shown_on_reload_and_stored_once_a_second(
             lesson = (await client.get(f"/api/lessons/{lesson_id}")).json()
             return lesson["content_status"] == "generating" and len(lesson["content"] or "") > 200
 
-        await wait_for(partial)
+        await until(partial)
         lesson = (await client.get(f"/api/lessons/{lesson_id}")).json()
         assert (LONG * 4).startswith(lesson["content"])
         assert "<h2>" in lesson["content_html"]  # rendered, as the final text will be
@@ -217,7 +204,7 @@ async def test_the_lesson_a_reader_opens_is_written_next(
     async with httpx.AsyncClient(base_url=live.url, timeout=20) as client:
         created = await generate(client, lessons=6)
         ids = [lesson["id"] for lesson in created["course"]["lessons"]]
-        await wait_for(lambda: _at_the_model(fake, "Lesson 1"))
+        await until(lambda: _at_the_model(fake, "Lesson 1"))
         answer = await client.post(f"/api/lessons/{ids[5]}/prioritize")
         assert answer.status_code == 202
         assert answer.json() == {"lesson_id": ids[5], "content_status": "pending"}
@@ -235,10 +222,10 @@ async def test_a_prioritised_lesson_of_another_job_goes_first(
     async with httpx.AsyncClient(base_url=live.url, timeout=20) as client:
         first = await generate(client, lessons=3, topic="Bread")
         second = await generate(client, lessons=3, topic="Cheese")
-        await wait_for(lambda: _at_the_model(fake, "Lesson 1"))
+        await until(lambda: _at_the_model(fake, "Lesson 1"))
         wanted = second["course"]["lessons"][2]["id"]
         assert (await client.post(f"/api/lessons/{wanted}/prioritize")).status_code == 202
-        await wait_for(lambda: _settled(client, first["job_id"], second["job_id"]), 60)
+        await until(lambda: _settled(client, first["job_id"], second["job_id"]), 60)
     prompts = [call.body["messages"][0]["content"] for call in fake.lesson_calls()]
     second_call = prompts[1]
     assert "Cheese" in second_call and "Lesson 3 of 3" in second_call
@@ -300,11 +287,11 @@ async def test_a_reader_across_cancel_and_retry_never_gets_the_old_attempts_chun
                     apply(reading, sse.event, sse.json())  # asserts: one attempt at a time
 
         watcher = asyncio.create_task(watch())
-        await wait_for(lambda: _true(reading.chunks > 3))
+        await until(lambda: _true(reading.chunks > 3))
         first_attempt = reading.attempt
         cancelled = await client.post(f"/api/jobs/{created['job_id']}/cancel")
         assert cancelled.status_code == 202
-        await wait_for(lambda: _true(reading.status == "pending"))
+        await until(lambda: _true(reading.status == "pending"))
         assert (await client.post(f"/api/jobs/{created['job_id']}/retry")).status_code == 202
         await asyncio.wait_for(watcher, 20)
     assert reading.snapshots >= 2 and reading.attempt == first_attempt + 1

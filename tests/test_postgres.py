@@ -18,6 +18,7 @@ from coursegen.settings import Settings
 from coursegen.store.postgres import PostgresStore, _pieces
 from coursegen.throttle import Throttle
 from tests.conftest import counters_hold, db_rows
+from tests.helpers import until
 
 
 @pytest.fixture
@@ -65,14 +66,6 @@ NO_QUIZZES = CourseOptions(quizzes=False)
 
 def outline(lessons: int) -> Outline:
     return Outline("T", "D", tuple(LessonPlan(f"L{i}", "d") for i in range(1, lessons + 1)))
-
-
-async def until(check: Callable[[], bool], within: float = 10.0) -> None:
-    async with asyncio.timeout(within):
-        while True:
-            if check():
-                return
-            await asyncio.sleep(0.01)
 
 
 async def test_every_node_is_told_every_event_once_in_commit_order(

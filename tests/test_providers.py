@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from coursegen.providers.demo import DemoProvider
 from coursegen.settings import Settings, SettingsError
 from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import API_KEY
+from tests.helpers import free_port
 
 OUTLINE = Outline(
     "Sourdough", "Bread.", (LessonPlan("Starter", "Feed it."), LessonPlan("Bake", "Heat it."))
@@ -90,13 +90,6 @@ async def test_the_sdk_reads_key_and_base_url_from_the_environment(
         await provider.aclose()
     assert "Lesson 2" in text
     assert fake.calls[0].headers["authorization"] == f"Bearer {API_KEY}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.mark.parametrize(

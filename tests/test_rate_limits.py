@@ -17,6 +17,7 @@ from typing import Any
 
 from coursegen_dev.fake_anthropic import Call, FakeAnthropic
 from tests.conftest import Running, counters_hold, db_rows, job_reaches
+from tests.helpers import until
 
 StartApp = Callable[..., Awaitable[Running]]
 
@@ -27,15 +28,6 @@ COURSES = 2
 LESSONS = 20
 REQUESTS_PER_MINUTE = 30
 SECONDS_PER_REQUEST = 60 / REQUESTS_PER_MINUTE
-
-
-async def generate(running: Running, topic: str, lessons: int) -> dict[str, Any]:
-    response = await running.http.post(
-        "/api/courses/generate", json={"topic": topic, "lessons": lessons, "quizzes": False}
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def health(running: Running) -> dict[str, Any]:
@@ -79,14 +71,6 @@ def most_in_flight(calls: list[Call], started_after: float) -> int:
     return most
 
 
-async def until(condition: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    async with asyncio.timeout(within):
-        while True:
-            if await condition():
-                return
-            await asyncio.sleep(0.01)
-
-
 async def lesson_events(running: Running, lesson_id: int) -> list[dict[str, Any]]:
     rows = await db_rows(
         running.services.settings, "SELECT data FROM events WHERE type = 'lesson' ORDER BY id"
@@ -106,7 +90,10 @@ async def test_a_load_over_the_rate_limit_slows_down_finishes_whole_and_recovers
         fake.requests_per_minute = REQUESTS_PER_MINUTE  # a full bucket from now on
         began = time.monotonic()
         created = await asyncio.gather(
-            *(generate(running, f"Rate limited topic {n}", LESSONS) for n in range(COURSES))
+            *(
+                running.generate(f"Rate limited topic {n}", LESSONS, quizzes=False)
+                for n in range(COURSES)
+            )
         )
         jobs = [course["job_id"] for course in created]
         finished = await asyncio.gather(
@@ -153,7 +140,7 @@ async def test_a_load_over_the_rate_limit_slows_down_finishes_whole_and_recovers
     fake.requests_per_minute = None
     fake.reset()
     created = await asyncio.gather(
-        *(generate(running, f"Recovered topic {n}", LESSONS) for n in range(COURSES))
+        *(running.generate(f"Recovered topic {n}", LESSONS, quizzes=False) for n in range(COURSES))
     )
     finished = await asyncio.gather(
         *(job_reaches(running.services, c["job_id"], seconds=60) for c in created)
@@ -170,7 +157,7 @@ async def test_a_429_is_one_request_with_no_sdk_retry_and_waits_its_retry_after(
     running = await start_app(max_retries=2)
     fake.add_fault(kind="lesson", match="Core ideas", status=429, times=2,
                    headers={"retry-after": "1"})  # fmt: skip
-    created = await generate(running, "Sourdough baking", 3)
+    created = await running.generate("Sourdough baking", 3, quizzes=False)
     progress = await job_reaches(running.services, created["job_id"], seconds=20)
     assert progress["status"] == "complete"
 
@@ -194,7 +181,7 @@ async def test_a_429_never_fails_a_lesson(start_app: StartApp, fake: FakeAnthrop
     running = await start_app()
     fake.add_fault(kind="lesson", match="Core ideas", status=429, times=5,
                    headers={"retry-after": "0"})  # fmt: skip
-    created = await generate(running, "Sourdough baking", 3)
+    created = await running.generate("Sourdough baking", 3, quizzes=False)
     progress = await job_reaches(running.services, created["job_id"], seconds=20)
 
     assert progress["status"] == "complete"
@@ -225,7 +212,7 @@ async def test_health_shows_the_effective_concurrency(
     assert calm["rate_limit"]["paused_for_seconds"] == 0
 
     fake.add_fault(kind="lesson", status=429, headers={"retry-after": "2"})
-    created = await generate(running, "Sourdough baking", 2)
+    created = await running.generate("Sourdough baking", 2, quizzes=False)
     limited: dict[str, Any] = {}
 
     async def lowered() -> bool:

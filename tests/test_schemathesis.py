@@ -6,19 +6,17 @@ document, and no request may yield a 5xx.
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import hypothesis
 import pytest
 import schemathesis
-import uvicorn
 
 from coursegen.app import create_app
 from coursegen.openapi import openapi_document
 from coursegen.settings import Settings
+from tests.helpers import served_in_thread
 
 MAX_EXAMPLES = 100
 
@@ -32,21 +30,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app on the demo provider, served by uvicorn in a thread (these tests are sync)."""
     db = Path(tmp_path_factory.mktemp("schemathesis")) / "coursegen.db"
     settings = Settings(db=str(db), provider="demo", demo_delay=0.0, max_active_jobs=1000)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), log_level="warning", timeout_graceful_shutdown=1)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the server did not start")
-        threading.Event().wait(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with served_in_thread(create_app(settings)) as url:
+        yield url
 
 
 @schema.exclude(path="/api/events").parametrize()

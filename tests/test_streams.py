@@ -12,14 +12,9 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 
 from coursegen_dev.fake_anthropic import FakeAnthropic
 from tests.conftest import Live, counters_hold, db_rows
+from tests.helpers import generate
 
 StartLive = Callable[..., Awaitable[Live]]
-
-
-async def generate(client: httpx.AsyncClient, lessons: int = 3, topic: str = "Sourdough") -> Any:
-    response = await client.post("/api/courses/generate", json={"topic": topic, "lessons": lessons})
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def read_all(

@@ -28,6 +28,7 @@ from playwright.async_api import (
 )
 
 from tests.conftest import Live, job_reaches
+from tests.helpers import generate
 
 
 @pytest.fixture
@@ -183,12 +184,7 @@ async def ui(
 
 async def generate_via_api(live: Live, topic: str, lessons: int) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=live.url, timeout=10) as client:
-        response = await client.post(
-            "/api/courses/generate", json={"topic": topic, "lessons": lessons}
-        )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
+        return await generate(client, lessons, topic)
 
 
 async def settle(live: Live, job_id: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from tests.browser.conftest import SCREENSHOTS, StartLive, Ui, generate_via_api,
 from tests.browser.test_markdown import canonical
 from tests.browser.test_safety import ACTIVE_PARTS
 from tests.conftest import Live
+from tests.helpers import until
 from tests.test_security import XSS_PAYLOADS
 
 # The text on screen while the lesson is written (the page's own render of it).
@@ -84,15 +85,6 @@ async def get_lesson(live: Live, lesson_id: int) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     lesson: dict[str, Any] = response.json()
     return lesson
-
-
-async def eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Wait (in a short polling loop) until `check()` holds."""
-    async with asyncio.timeout(seconds):
-        while True:
-            if check():
-                return
-            await asyncio.sleep(0.02)
 
 
 async def open_lesson(ui: Ui, lesson_id: int) -> None:
@@ -268,12 +260,12 @@ async def test_the_page_follows_one_lesson_at_a_time_and_lets_go_of_it(
     await ui.open(live.url)
     await expect(ui.lesson(second)).to_have_attribute("data-status", "generating")
     await open_lesson(ui, first)
-    await eventually(lambda: (readers(first), readers(second)) == (1, 0))
+    await until(lambda: (readers(first), readers(second)) == (1, 0))
     await open_lesson(ui, second)
-    await eventually(lambda: (readers(first), readers(second)) == (0, 1))
+    await until(lambda: (readers(first), readers(second)) == (0, 1))
     await ui.course(created["course_id"]).locator(".tree-course-item").click()
     await expect(page.locator(".course-page")).to_be_visible()
-    await eventually(lambda: (readers(first), readers(second)) == (0, 0))
+    await until(lambda: (readers(first), readers(second)) == (0, 0))
     fake.lesson_delay = 0.0
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from coursegen_dev.bench.http import HttpClient
-from coursegen_dev.bench.procs import ProcStats, free_port, read_stats, spawned_on
+from coursegen_dev.bench.procs import ProcStats, read_stats, spawned_on
 from coursegen_dev.bench.sse import Frame, SseStream, open_streams
+from coursegen_dev.net import free_port
 
 HOST = "127.0.0.1"
 TERMINAL = frozenset({"complete", "error", "cancelled"})
