@@ -256,6 +256,11 @@ function render(state) {
   renderForm(elements.form, state.form);
   renderTree(elements.tree, state);
   const title = renderMain(elements.main, state, actions);
+  if (focusPending) {
+    // Unless the person has gone on through the tree meanwhile.
+    const inTree = !narrow.matches && elements.tree.tree.contains(document.activeElement);
+    focusPending = !inTree && !focusTitle();
+  }
   document.title = locked ? "Sign in · coursegen" : title;
   renderNotices(elements.notices, state.notices, {
     onAction: (notice) => actions.retryJob(notice.courseId),
@@ -307,8 +312,17 @@ function navigated(route) {
   queueMicrotask(() => {
     window.scrollTo(0, 0);
     if (!narrow.matches && elements.tree.tree.contains(document.activeElement)) return;
-    elements.main.querySelector(".page-title")?.focus({ preventScroll: true });
+    focusPending = !focusTitle();
   });
+}
+
+// A page still loading (its course, or its code) gets the focus once it is there.
+let focusPending = false;
+
+function focusTitle() {
+  const title = elements.main.querySelector(".page-title");
+  title?.focus({ preventScroll: true });
+  return Boolean(title);
 }
 
 // -- signing in and out -----------------------------------------------------------------

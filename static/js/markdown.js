@@ -4,10 +4,28 @@
 // are the same markup: markdown-it in "commonmark" mode without raw HTML or linkify, plus
 // tables and strikethrough, then DOMPurify with nh3's allow-list (tags, attributes per
 // tag, http/https/mailto or relative URLs, rel on every link, no comments, no images).
-// The two libraries are vendored classic scripts (static/vendor/) that the page runs
-// just after its modules, so as not to hold up its first paint; they define
-// window.markdownit and window.DOMPurify. Asked for before they are there, the text shows
-// as plain text, and the next render has them.
+// The two libraries are vendored classic scripts (static/vendor/), which define
+// window.markdownit and window.DOMPurify. This module loads them, and is ready once they
+// are: only the pages that show Markdown import it, after the page's first paint (a
+// library of courses does not wait for 150 KB of scripts). Should they fail to load, the
+// text shows as plain text.
+
+const VENDOR = ["markdown-it-14.3.3.min.js", "purify-3.5.0.min.js"];
+
+function loadScript(name) {
+  return new Promise((resolve) => {
+    const script = document.createElement("script");
+    // Next to this module, wherever a proxy serves the page.
+    script.src = new URL(`../vendor/${name}`, import.meta.url).href;
+    script.onload = resolve;
+    script.onerror = resolve; // see load(): plain text rather than no text
+    document.head.append(script);
+  });
+}
+
+if (typeof window.markdownit !== "function" || typeof window.DOMPurify !== "function") {
+  await Promise.all(VENDOR.map(loadScript));
+}
 
 // The same lists as render.py's _TAGS, _ATTRIBUTES, _URL_SCHEMES and link_rel.
 const TAGS = [
@@ -69,7 +87,7 @@ let engine = null;
 
 /**
  * markdown-it and a DOMPurify instance of our own, so the hooks touch nobody else; null
- * while the vendored scripts have not run yet.
+ * if the vendored scripts could not be loaded.
  */
 function load() {
   if (engine) return engine;
@@ -101,7 +119,7 @@ function load() {
 /** Markdown (complete or cut off anywhere) to sanitised HTML, as a string. */
 export function renderMarkdown(text) {
   const loaded = load();
-  if (!loaded) throw new Error("markdown.js: vendor/markdown-it and vendor/purify have not run");
+  if (!loaded) throw new Error("markdown.js: vendor/markdown-it and vendor/purify did not load");
   const { markdown, purify } = loaded;
   return purify.sanitize(markdown.render(String(text ?? "")), CONFIG);
 }

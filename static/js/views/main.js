@@ -2,35 +2,54 @@
 // up to date in place, so that focus, selection and scroll survive live updates.
 
 import { h } from "../dom.js";
-import { findLesson, isGone } from "../store.js";
-import { buildCourse, updateCourse } from "./course.js";
-import { buildLesson, updateLesson } from "./lesson.js";
+import { changed, findLesson, isGone } from "../store.js";
+
+// The course and lesson pages, with all they bring (the outline, the editor, versions,
+// quizzes, Markdown), are loaded after the first paint, or at once for their address:
+// the library shows without waiting for them.
+let pages = null;
+let loading = null;
+
+function loadPages() {
+  loading ??= Promise.all([import("./course.js"), import("./lesson.js")]).then(
+    ([course, lesson]) => {
+      pages = { ...course, ...lesson };
+      changed();
+    },
+    () => {
+      loading = null; // asked again at the next render
+    },
+  );
+}
 
 /** Render the page for `state.route`; returns its title for the document. */
 export function renderMain(main, state, actions) {
   const route = state.route;
   const course = route.courseId !== undefined ? state.courses.get(route.courseId) : null;
+  if (state.loaded || route.courseId !== undefined) loadPages();
 
   if (route.name === "home") {
     show(main, "home", homePage);
     return "coursegen";
   }
-  if (route.name === "course" && course) {
-    const page = show(main, `course:${course.id}`, () => buildCourse(course, actions));
-    updateCourse(page, course, state);
+  if (route.name === "course" && course && pages) {
+    const page = show(main, `course:${course.id}`, () => pages.buildCourse(course, actions));
+    pages.updateCourse(page, course, state);
     return `${course.title} · coursegen`;
   }
-  if (route.name === "lesson" && course?.lessons) {
+  if (route.name === "lesson" && course?.lessons && pages) {
     const lesson = findLesson(course, route.lessonId);
     if (lesson) {
-      const page = show(main, `lesson:${lesson.id}`, () => buildLesson(course, lesson, actions));
-      updateLesson(page, course, lesson, state);
+      const build = () => pages.buildLesson(course, lesson, actions);
+      const page = show(main, `lesson:${lesson.id}`, build);
+      pages.updateLesson(page, course, lesson, state);
       return `${lesson.title} · ${course.title} · coursegen`;
     }
   }
-  // Not there (yet): still loading (the course is fetched when its address is opened),
-  // or deleted, or never existed.
-  const waiting = route.courseId !== undefined && !course?.lessons && !isGone(route.courseId);
+  // Not there (yet): still loading (the course is fetched when its address is opened, the
+  // page's code after the first paint), or deleted, or never existed.
+  const gone = route.courseId === undefined || isGone(route.courseId);
+  const waiting = !gone && (!pages || !course?.lessons);
   if (!state.loaded || waiting) {
     show(main, "loading", () => h("p", { class: "muted" }, "Loading…"));
     return "coursegen";
