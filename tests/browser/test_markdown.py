@@ -19,7 +19,7 @@ from tests.test_security import XSS_PAYLOADS
 
 STATIC = Path(__file__).resolve().parents[2] / "static"
 VENDOR = STATIC / "vendor"
-# The classic scripts index.html loads before its modules.
+# The classic scripts js/markdown.js loads (the page loads that module after its first paint).
 VENDOR_SCRIPTS = ["/vendor/markdown-it-14.3.3.min.js", "/vendor/purify-3.5.0.min.js"]
 
 RENDER_ALL = """async (texts) => {
