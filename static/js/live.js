@@ -65,6 +65,7 @@ export class Live {
       const page = await api.listCourses({ limit: PAGE_SIZE });
       if (this.stopped) return;
       store.applyPage(store.state.library, page, ticket, { top: true, advance: true });
+      store.watchNewest(page);
       store.set({ loaded: true });
       // Events that overtake a snapshot asked for from now on are replayed on top of it.
       if (typeof window.EventSource === "function") this.openStream();

@@ -273,6 +273,17 @@ export function addToLibrary(courseId) {
   changed();
 }
 
+/**
+ * Of the courses being written when the page opens, the newest is followed as if seen
+ * starting: its lessons show, being written. One only: its lessons cost a request.
+ */
+export function watchNewest(page) {
+  const running = page.courses.find((summary) => summary.job?.status === "running");
+  const course = running && state.courses.get(running.id);
+  if (course) course.watched = true;
+  changed();
+}
+
 /** The words searched for, while their answer is on its way. */
 export function searching(q) {
   state.pendingQuery = q;
@@ -529,7 +540,10 @@ function setJob(course, job) {
   // The course's running total, as of this news of its job.
   if (job.usage) course.usage = job.usage;
   if (job.status === "running") {
-    course.watched = true; // the tree keeps showing its progress until the page reloads
+    // Seen starting while the page looks on (a retry, a resume): the tree shows it being
+    // written, and its progress until the page reloads. Not every course that was already
+    // running when the page opened (economy courses run for hours): see watchNewest.
+    if (before && before.status !== "running") course.watched = true;
     return;
   }
   // Each run of a job finishes once, at its completed_at. Replays, stale snapshots and

@@ -479,3 +479,31 @@ async def test_without_a_stream_the_newest_page_is_polled_and_the_tree_still_fol
     ids = await tree_ids(page)
     assert ids == [created["course_id"], library.ids[0], *library.ids[2 : PAGE + 1]]
     await ui.shot("polling")
+
+
+async def test_of_the_courses_being_written_at_load_only_the_newest_is_expanded(
+    ui: Ui, start_live: StartLive, settings: Settings, fake: FakeAnthropic
+) -> None:
+    library = await library_of(start_live, settings)
+    live = library.live
+    fake.lesson_delay = 20.0  # they stay in the writing until the test ends
+    made = [await generate_via_api(live, f"Slow topic {n}", lessons=2) for n in range(3)]
+    page = ui.page
+    await open_library(ui, library)
+    newest, *older = [m["course_id"] for m in reversed(made)]
+    # The newest shows its lessons being written; the others their progress, folded (an
+    # economy course may be written for hours: not one request each at every load).
+    await expect(page.locator('#tree [aria-expanded="true"]')).to_have_count(1)
+    await expect(ui.course(newest).locator(".tree-lesson")).to_have_count(2)
+    for course_id in older:
+        entry = ui.course(course_id)
+        await expect(entry.locator(".tree-progress")).to_be_visible()
+        await expect(entry.locator(".tree-course-item")).to_have_attribute("aria-expanded", "false")
+    # Four requests: the newest's lessons, besides the health, the list and the stream.
+    calls = api_calls(ui)
+    assert sorted(c for c in calls if not c.startswith("events?")) == sorted(
+        ["health", f"courses?limit={PAGE}", f"courses/{newest}"]
+    ), calls
+    assert len(calls) == 4, calls
+    await ui.shot("writing-at-load")
+    fake.lesson_delay = 0.0

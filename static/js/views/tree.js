@@ -1,6 +1,6 @@
 // The course tree: the library, newest first, a page at a time as the person scrolls, or
 // the courses a search finds. Each course says in a few words how far its lessons are;
-// only the open one (and one being written, or unfolded by hand) lists its lessons.
+// only the open one (and one seen being written, or unfolded by hand) lists its lessons.
 // It follows the WAI-ARIA navigation treeview pattern: links are the tree items, one of
 // them is in the tab order, and the arrow keys move, fold and unfold.
 
