@@ -1,4 +1,4 @@
-// The course's Export menu: the files SPEC section 10 describes, as plain downloads.
+// The course's Export menu: the files the README's "Export" section describes, as plain downloads.
 
 import { h, setText } from "../dom.js";
 import { setHidden } from "./parts.js";
