@@ -126,9 +126,11 @@ class Ui:
 
     async def generate(self, topic: str, lessons: int | None = None) -> int:
         """Generate through the form; returns the new course's id once the page shows it."""
-        await self.page.get_by_label("Topic").fill(topic)
-        await self.page.get_by_label("Lessons").fill("" if lessons is None else str(lessons))
-        await self.page.get_by_role("button", name="Generate course").click()
+        # The form's own fields: the tree's progress bars are labelled "... lessons done".
+        form = self.page.locator("#generate-form")
+        await form.get_by_label("Topic").fill(topic)
+        await form.get_by_label("Lessons").fill("" if lessons is None else str(lessons))
+        await form.get_by_role("button", name="Generate course").click()
         await expect(self.page).to_have_url(re.compile(r"#/courses/\d+$"))
         return int(self.page.url.rsplit("/", 1)[1])
 
