@@ -15,6 +15,7 @@ import re
 import sqlite3
 import sys
 import zipfile
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,12 @@ import pexpect
 import pytest
 
 from coursegen.cli import main
-from coursegen.settings import SPECS
+from coursegen.domain import CourseOutline
+from coursegen.providers.anthropic_api import AnthropicProvider
+from coursegen.providers.base import CallSink, LessonResult, TextSink
+from coursegen.settings import SPECS, Settings
 from coursegen_dev.fake_anthropic import FakeAnthropic
-from tests.conftest import Live
+from tests.conftest import API_KEY, Live
 from tests.serverproc import free_port
 
 StartLive = Callable[..., Awaitable[Live]]
@@ -47,7 +51,10 @@ def cli_env(**extra: str) -> dict[str, str]:
     """The environment of a command: none of the shell's coursegen or SDK variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COURSEGEN_", "ANTHROPIC_"))}
     env.update(PYTHONUNBUFFERED="1", TERM="xterm-256color", **extra)
-    env.pop("NO_COLOR", None)
+    # pytest-xdist's workers export COLUMNS=80 and LINES=24, which rich would believe over
+    # the pseudo-terminal's own size: the screen is the size the terminal says it is.
+    for name in ("NO_COLOR", "COLUMNS", "LINES"):
+        env.pop(name, None)
     return env
 
 
@@ -65,14 +72,14 @@ async def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Resul
 
 
 class Terminal:
-    """`coursegen ARGS` under a pseudo-terminal; waits run in a thread, off the loop that
-    serves the service."""
+    """`coursegen ARGS` under a pseudo-terminal of 80 columns, the size most terminals open
+    at; waits run in a thread, off the loop that serves the service."""
 
     def __init__(self, *args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
         self.transcript = io.StringIO()
         self.child = pexpect.spawn(
             sys.executable, ["-m", "coursegen", *args], cwd=str(cwd), env=env or cli_env(),
-            dimensions=(40, 140), encoding="utf-8", timeout=EXIT_WITHIN,
+            dimensions=(24, 80), encoding="utf-8", timeout=EXIT_WITHIN,
         )  # fmt: skip
         self.child.logfile_read = self.transcript
 
@@ -89,6 +96,34 @@ class Terminal:
     def screen_lines(self) -> list[str]:
         """Every line the screen showed, in order, without the escape sequences."""
         return [line.strip() for line in ANSI.sub("", self.transcript.getvalue()).split("\n")]
+
+    def screen_words(self) -> str:
+        """What the screen showed as words with single spaces: the same wherever a line
+        was folded."""
+        return " ".join(" ".join(self.screen_lines()).split())
+
+
+class HeldLessons(AnthropicProvider):
+    """The real provider whose lesson calls each wait until the test lets them go: a lesson
+    stays "generating" for as long as the test needs to see it so on the screen."""
+
+    def __init__(self, settings: Settings, fake: FakeAnthropic) -> None:
+        super().__init__(settings, api_key=API_KEY, base_url=fake.base_url)
+        self._go: defaultdict[int, asyncio.Event] = defaultdict(asyncio.Event)
+
+    def release(self, position: int) -> None:
+        self._go[position - 1].set()
+
+    async def write_lesson(
+        self,
+        course: CourseOutline,
+        index: int,
+        on_text: TextSink,
+        on_call: CallSink,
+        instructions: str = "",
+    ) -> LessonResult:
+        await self._go[index].wait()
+        return await super().write_lesson(course, index, on_text, on_call, instructions)
 
 
 class Relay:
@@ -171,36 +206,43 @@ def folder_files(folder: Path) -> dict[str, bytes]:
 
 
 async def test_generate_shows_each_lesson_change_live_and_saves_the_markdown(
-    start_live: StartLive, fake: FakeAnthropic, tmp_path: Path
+    start_live: StartLive, fake: FakeAnthropic, settings: Settings, tmp_path: Path
 ) -> None:
-    live = await start_live(concurrency=1)
-    fake.lesson_delay = 0.4
+    provider = HeldLessons(settings, fake)
+    live = await start_live(provider, concurrency=1)
     terminal = Terminal(
         "generate", "Sourdough baking", "--lessons", "3", "--server", live.url,
         "--out", "course", cwd=tmp_path,
     )  # fmt: skip
-    # Lesson 1 is shown being written while the others wait, before anything is done.
-    await terminal.expect(r"1\s+Lesson 1:[^\n]*generating")
+
+    def row(k: int, status: str) -> str:
+        return rf"{k}\s+Lesson {k}:[^\n]*{status}"
+
+    # Each expect reads on from where the one before matched: the screen shows these states
+    # in this order. Lesson 1 is being written while the others wait (one call at a time)...
     await terminal.expect(r"0/3 lessons written")
+    await terminal.expect(row(1, "… generating"))
+    await terminal.expect(row(2, "· pending"))
+    await terminal.expect(row(3, "· pending"))
+    for k in (1, 2, 3):
+        if k > 1:  # ...and each next one once the one before it is done.
+            await terminal.expect(row(k, "… generating"))
+        provider.release(k)
+        await terminal.expect(row(k, "✓ complete"))
     assert await terminal.exit_status() == 0
     lines = terminal.screen_lines()
-    for k in (1, 2, 3):
-        shown = [line for line in lines if re.match(rf"{k}\s+Lesson {k}:", line)]
-        states = [s for s in ("pending", "generating", "complete") if any(s in x for x in shown)]
-        # Lesson 1 starts at once; the others wait their turn (one call at a time).
-        assert states == (
-            ["generating", "complete"] if k == 1 else ["pending", "generating", "complete"]
-        ), shown
-        first_done = next(i for i, x in enumerate(lines) if re.match(rf"{k}\s+.*✓ complete", x))
-        first_busy = next(i for i, x in enumerate(lines) if re.match(rf"{k}\s+.*generating", x))
-        assert first_busy < first_done
-    assert any("3/3 lessons written" in line and "[complete]" in line for line in lines)
+    # What the screen is left showing: the finished course, its state on the bar's line.
+    final = lines.index("Saved the course's Markdown in course/")
+    bar, *rows = lines[final - 4 : final]
+    assert "3/3 lessons written" in bar and bar.endswith("[complete]"), bar
+    for k, shown in enumerate(rows, 1):
+        pattern = rf"{k}\s+Lesson {k}: .+✓ complete\s+[\d,]+ tok\s+cost unknown"
+        assert re.fullmatch(pattern, shown), shown
     course = await newest_course(live)
     assert course["title"] == "Sourdough baking: a practical course"
     files = folder_files(tmp_path / "course")
     assert files == await markdown_export(live, course["id"])
     assert [re.sub(r"-.*", "", name) for name in sorted(files)] == ["01", "02", "03", "README.md"]
-    assert "Saved the course's Markdown in course/" in lines
 
 
 @SINGLE
@@ -224,7 +266,7 @@ async def test_piped_output_is_one_plain_line_per_status_change(
             said = [x for x in lines if x.startswith(f"lesson {k}/2 {status}: {title}")]
             assert len(said) == 1, (status, lines)
     done = next(x for x in lines if x.startswith("lesson 1/2 complete"))
-    assert re.search(r"\([0-9,]+ tokens, \$\?\)$", done)  # claude-test has no price
+    assert re.search(r"\([0-9,]+ tokens, cost unknown\)$", done)  # claude-test has no price
     assert lines[-2].startswith("course complete: 2/2 lessons written, ")
     # Named after the course, as its export is.
     assert lines[-1] == "Saved the course's Markdown in bird-watching-a-practical-course/"
@@ -265,9 +307,9 @@ async def test_ctrl_c_cancels_the_job_on_the_server_and_exits_130(
     assert job["status"] == "cancelled"
     progress = await api(live, f"/api/jobs/{job['job_id']}/progress")
     assert progress["status"] == "cancelled"
-    assert f"Interrupted: cancelled job {job['job_id']}; 0/3 lessons written" in "".join(
-        terminal.screen_lines()
-    )
+    said = rf"Interrupted: cancelled job {job['job_id']}; 0/3 lessons written, [\d,]+ tokens, "
+    # Read as words: where the terminal folds the line does not matter.
+    assert re.search(said + r"cost unknown\.", terminal.screen_words())  # claude-test: no price
     assert not await asyncio.to_thread(os.listdir, work)  # nothing saved: not finished
 
 
@@ -423,8 +465,8 @@ async def test_list_shows_each_course_newest_first_and_searches(
     assert listed.code == 0, listed.err
     assert [re.split(r"\s{2,}", line.strip()) for line in listed.out.splitlines()] == [
         ["ID", "WRITTEN", "STATUS", "COST", "TITLE"],
-        ["2", "2/3", "error (1 failed)", "$?", "Pottery: a practical course"],
-        ["1", "2/2", "complete", "$?", "Knitting: a practical course"],
+        ["2", "2/3", "error (1 failed)", "cost unknown", "Pottery: a practical course"],
+        ["1", "2/2", "complete", "cost unknown", "Knitting: a practical course"],
     ]
     found = await run("list", "--search", "knit", "--server", live.url, cwd=tmp_path)
     assert [line.split()[0] for line in found.out.splitlines()] == ["ID", "1"]

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from coursegen.client.view import CourseView, LessonLine, dollars
 
+BAR_WIDTH = 30  # the course's progress bar at its widest, in columns
 _STYLES = {
     "pending": "dim",
     "generating": "yellow",
@@ -102,7 +103,9 @@ class LiveDisplay:
             self._live.update(render(view))
 
     def note(self, text: str) -> None:
-        self._console.print(text, markup=False, highlight=False)
+        # One line, folded by the terminal if at all: a job id or a folder split by an
+        # inserted line break would not copy and paste whole.
+        self._console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def stop(self, view: CourseView) -> None:
         if self._live is not None:
@@ -113,24 +116,30 @@ class LiveDisplay:
 
 def render(view: CourseView) -> RenderableType:
     done = view.completed + view.failed
+    # On a narrow terminal (80 columns is the usual default) the bar gives way, not the
+    # words: the course's state stays on the line with its figures.
     bar = Table.grid(padding=(0, 1))
+    bar.add_column(max_width=BAR_WIDTH)
+    bar.add_column(no_wrap=True, overflow="ellipsis")
     bar.add_row(
-        ProgressBar(total=max(view.total, 1), completed=done, width=30),
+        ProgressBar(total=max(view.total, 1), completed=done),
         Text(f"{summary(view)}  [{view.status}]"),
     )
+    # Likewise a long title is cut short before a status or a cost is folded: only the
+    # title column may shrink; its cells end in an ellipsis rather than wrap.
     lessons = Table.grid(padding=(0, 2))
-    lessons.add_column(justify="right")
-    lessons.add_column(no_wrap=True, overflow="ellipsis", max_width=60)
-    lessons.add_column()
-    lessons.add_column(justify="right")
-    lessons.add_column(justify="right")
+    lessons.add_column(justify="right", no_wrap=True)
+    lessons.add_column(max_width=60)
+    lessons.add_column(no_wrap=True)
+    lessons.add_column(justify="right", no_wrap=True)
+    lessons.add_column(justify="right", no_wrap=True)
     for lesson in view.ordered:
         style = _STYLES.get(lesson.status, "")
         status = Text(f"{_MARKS.get(lesson.status, ' ')} {lesson.status}", style=style)
         used = lesson.tokens > 0
         lessons.add_row(
             str(lesson.position),
-            lesson.title,
+            Text(lesson.title, no_wrap=True, overflow="ellipsis"),
             status,
             f"{lesson.tokens:,} tok" if used else "",
             dollars(lesson.cost_usd) if used else "",

@@ -156,7 +156,8 @@ def _take_usage(line: LessonLine, usage: dict[str, Any] | None) -> None:
 
 
 def dollars(cost: float | None) -> str:
-    """A cost as people read it: four decimals below a dollar; `?` for an unpriced model."""
+    """A cost as people read it: four decimals below a dollar; said in words for a model
+    with no known price (where a bare `$?` would leave the reader guessing)."""
     if cost is None:
-        return "$?"
+        return "cost unknown"
     return f"${cost:,.4f}" if cost < 1 else f"${cost:,.2f}"
