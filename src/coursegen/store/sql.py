@@ -33,7 +33,7 @@ from coursegen.domain import (
     Usage,
     Version,
 )
-from coursegen.errors import BadRequest, Conflict, NotFound
+from coursegen.errors import Conflict, NotFound
 from coursegen.store import queries
 from coursegen.store.base import EVENT_PAGE, USAGE_SUMS, Row, usage_of
 from coursegen.store.queries import IDEMPOTENCY_TTL, Condition
@@ -717,8 +717,9 @@ class SqlStore(abc.ABC):
             "SELECT count(*) AS n FROM lessons WHERE course_id = ?", (course_id,)
         )
         assert count is not None
-        if not 1 <= new <= count["n"]:
-            raise BadRequest(f"position must be from 1 to {count['n']}")
+        # Past the end means last, as when adding: the author asked for the end, and a
+        # lesson another page removed meanwhile must not turn that into an error.
+        new = min(new, count["n"])
         if new == old:
             return
         # The lessons between the two places shift by one; positions stay 1..n.
@@ -735,8 +736,8 @@ class SqlStore(abc.ABC):
     async def add_lesson(
         self, course_id: int, title: str, description: str, position: int | None
     ) -> tuple[int, str]:
-        """A new pending lesson at `position` (default: last); its job runs again to write
-        it. Returns (lesson id, job id)."""
+        """A new pending lesson at `position` (default, or past the end: last); its job runs
+        again to write it. Returns (lesson id, job id)."""
 
         async def work(txn: Transaction) -> tuple[int, str]:
             found = await txn.fetchone(
@@ -753,9 +754,8 @@ class SqlStore(abc.ABC):
             )
             assert count is not None
             last = count["n"] + 1
-            at = last if position is None else position
-            if not 1 <= at <= last:
-                raise BadRequest(f"position must be from 1 to {last}")
+            # Past the end means last: how many lessons there are is the server's to know.
+            at = last if position is None else min(position, last)
             shifted = await txn.fetchall(
                 "UPDATE lessons SET position = position + 1 WHERE course_id = ? "
                 f"AND position >= ? {LESSON_CHANGE}",
