@@ -11,8 +11,10 @@ from typing import Any
 
 from coursegen import __version__
 from coursegen.export import FORMATS
+from coursegen.middleware import MAX_BODY
 from coursegen.validation import (
     CONTENT_MAX,
+    EDGE_SPACE,
     FORBIDDEN,
     INSTRUCTIONS_MAX,
     LANGUAGE_MAX,
@@ -22,6 +24,7 @@ from coursegen.validation import (
     LIST_LIMIT_DEFAULT,
     LIST_LIMIT_MAX,
     SEARCH_MAX,
+    TEXT_FORBIDDEN,
     TEXT_PATTERN,
     TOPIC_MAX,
     TOPIC_MIN,
@@ -63,6 +66,20 @@ def _responses(ok: dict[str, Any], *errors: int) -> dict[str, Any]:
     return {**ok, **refs}
 
 
+def _whole_number_pattern(high: int) -> str:
+    """1..`high` written the usual way (no sign, no leading zero), as a regular expression:
+    for a number sent as a string, which `maximum` cannot bound."""
+    digits = str(high)
+    shorter = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []
+    # As long as `high`: its first i digits, then a smaller one, then any.
+    same = [
+        f"{digits[:i]}[{int(i == 0)}-{int(digit) - 1}][0-9]{{{len(digits) - i - 1}}}"
+        for i, digit in enumerate(digits)
+        if int(digit) > int(i == 0)
+    ]
+    return f"^({'|'.join([*shorter, *same, digits])})$"
+
+
 _ROW_ID = {"type": "integer", "minimum": 0}
 _UUID = {"type": "string", "format": "uuid"}
 _TEXT = {"type": "string"}
@@ -91,6 +108,9 @@ _COURSE = {
 }
 _TITLE = {"type": "string", "pattern": line_pattern(1, 300), "description": "one line"}
 _PROSE = {"type": "string", "maxLength": 2000, "pattern": TEXT_PATTERN}
+# What str.strip() takes off a text's ends (EDGE_SPACE less the byte order mark), spelled
+# out: `\s` means less in the ECMA dialect validators use (not U+0085, which Python strips).
+_STRIPPED = EDGE_SPACE.replace("\ufeff", "")
 _INSTRUCTIONS = _nullable(
     {"type": "string", "maxLength": INSTRUCTIONS_MAX, "pattern": TEXT_PATTERN}
 )
@@ -159,12 +179,17 @@ _SCHEMAS: dict[str, Any] = {
                 {
                     "type": "string",
                     "maxLength": CONTENT_MAX,
-                    "pattern": "^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*[^\\s\x00-\x1f\x7f]"
-                    "[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$",
-                    "description": "Markdown, not empty",
+                    "pattern": f"^[^{TEXT_FORBIDDEN}]*[^{_STRIPPED}\x00-\x1f\x7f]"
+                    f"[^{TEXT_FORBIDDEN}]*$",
+                    "description": "Markdown, not empty; the whole body must also fit in "
+                    f"{MAX_BODY // 1024} KiB as sent (413)",
                 }
             ),
-            "position": {"type": "integer", "minimum": 1},
+            "position": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "move it here (1..n), the others shift; past the end: last",
+            },
         },
         "additionalProperties": False,
         "minProperties": 1,
@@ -174,7 +199,11 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "title": _TITLE,
             "description": _nullable(_PROSE),
-            "position": _nullable({"type": "integer", "minimum": 1}),
+            "position": {
+                **_nullable({"type": "integer", "minimum": 1}),
+                "description": "where it goes (1..n+1), the others shift; left out, null or "
+                "past the end: last",
+            },
         },
         "required": ["title"],
     },
@@ -323,7 +352,7 @@ _LIST_PARAMETERS = [
     {
         "name": "before",
         "in": "query",
-        "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,18}$"},
+        "schema": {"type": "string", "pattern": _whole_number_pattern(2**63 - 1)},
         "description": "the `next` of the page before, unchanged (none: the first page)",
     },
     {
@@ -363,7 +392,7 @@ _PATHS: dict[str, Any] = {
             "Ask for an outline, store the course and start writing its lessons",
             _responses(
                 {"201": _json(_ref("GenerateAnswer"), "the course, written in the background")},
-                *(400, 409, 413, 429, 502, 503),
+                *(400, 409, 429, 502, 503),
             ),
             parameters=[
                 {
@@ -431,7 +460,7 @@ _PATHS: dict[str, Any] = {
         ),
         "patch": _operation(
             "Edit a lesson by hand: a new text becomes a version; a position moves it",
-            _responses({"200": _json(_ref("Lesson"), "the lesson")}, 400, 404, 409, 413),
+            _responses({"200": _json(_ref("Lesson"), "the lesson")}, 400, 404, 409),
             requestBody={"required": True, "content": {JSON: {"schema": _ref("LessonEdit")}}},
         ),
         "delete": _operation(
@@ -443,7 +472,7 @@ _PATHS: dict[str, Any] = {
         "parameters": [_ID_PARAMETER],
         "post": _operation(
             "Add a pending lesson at a position; the course's job writes it",
-            _responses({"201": _json(_ref("Lesson"), "the new lesson")}, 400, 404, 413),
+            _responses({"201": _json(_ref("Lesson"), "the new lesson")}, 400, 404),
             requestBody={"required": True, "content": {JSON: {"schema": _ref("NewLesson")}}},
         ),
     },
@@ -480,7 +509,7 @@ _PATHS: dict[str, Any] = {
         "post": _operation(
             "Write a failed lesson again, or regenerate a complete one (with instructions "
             "for this version only)",
-            _responses({"202": _json(_ref("LessonRetry"), "queued")}, 400, 404, 409, 413),
+            _responses({"202": _json(_ref("LessonRetry"), "queued")}, 400, 404, 409),
             requestBody={
                 "required": False,
                 "content": {JSON: {"schema": _ref("Regeneration")}},
@@ -557,13 +586,19 @@ _PATHS: dict[str, Any] = {
 
 
 def _guarded(paths: dict[str, Any]) -> dict[str, Any]:
-    """The paths with the cross-site guards' answers (guards.py) on every write."""
-    refs = {str(s): {"$ref": f"#/components/responses/E{s}"} for s in (403, 415)}
+    """The paths with the answers of the layers in front of the routes: the cross-site
+    guards' (guards.py) on every write, the body limit's (middleware.py) wherever a body
+    is taken, whatever its schema allows."""
+
+    def responses(method: str, op: dict[str, Any]) -> dict[str, Any]:
+        statuses = [403, 415] if method in ("post", "patch", "put", "delete") else []
+        statuses += [413] if "requestBody" in op else []
+        refs = {str(s): {"$ref": f"#/components/responses/E{s}"} for s in statuses}
+        return {**op["responses"], **refs}
+
     return {
         path: {
-            method: {**op, "responses": {**op["responses"], **refs}}
-            if method in ("post", "patch", "put", "delete")
-            else op
+            method: {**op, "responses": responses(method, op)} if method != "parameters" else op
             for method, op in operations.items()
         }
         for path, operations in paths.items()

@@ -105,8 +105,16 @@ def list_query(limit: str | None, before: str | None, search: str | None) -> Lis
 
 
 def parse_cursor(request: Request) -> int | None:
-    """The stream resume cursor; the header wins, as EventSource updates it on reconnect."""
-    raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    """The stream resume cursor; the header wins, as EventSource updates it on reconnect.
+    Each one sent is checked: a malformed one is a mistake even where the other wins."""
+    header, query = (
+        _cursor(raw)
+        for raw in (request.headers.get("last-event-id"), request.query_params.get("last_event_id"))
+    )
+    return header if header is not None else query
+
+
+def _cursor(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
     if not _ID.fullmatch(raw) or int(raw) > _MAX_SQLITE_INT:
