@@ -99,8 +99,9 @@ def test_a_bad_flag_or_variable_stops_with_a_clear_message() -> None:
     result = run_cli("serve", "--concurrency", "0")
     assert result.returncode == 2
     assert "between 1 and 256" in result.stderr
+    # A bad variable is bad usage as much as a bad flag is (SPEC 12's exit status 2).
     result = run_cli("serve", env={"COURSEGEN_MAX_RETRIES": "lots", "PATH": ""})
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert (
         result.stderr.strip()
         == "coursegen: COURSEGEN_MAX_RETRIES must be a whole number, got 'lots'"
