@@ -106,16 +106,15 @@ def list_query(limit: str | None, before: str | None, search: str | None) -> Lis
 
 def parse_cursor(request: Request) -> int | None:
     """The stream resume cursor; the header wins, as EventSource updates it on reconnect.
-    Each one sent is checked: a malformed one is a mistake even where the other wins."""
-    header, query = (
-        _cursor(raw)
-        for raw in (request.headers.get("last-event-id"), request.query_params.get("last_event_id"))
-    )
-    return header if header is not None else query
+    Each one sent is checked: a malformed one is a mistake even where the other wins.
+    An empty header is none (the document says so); an empty query is no number."""
+    header = request.headers.get("last-event-id")
+    query = _cursor(request.query_params.get("last_event_id"))
+    return _cursor(header) if header else query
 
 
 def _cursor(raw: str | None) -> int | None:
-    if raw is None or raw == "":
+    if raw is None:
         return None
     if not _ID.fullmatch(raw) or int(raw) > _MAX_SQLITE_INT:
         raise BadRequest("Last-Event-ID (or last_event_id) must be a non-negative whole number")
