@@ -416,6 +416,7 @@ async def test_refused_edits_say_why_and_change_nothing(
         (second, {"position": "2"}, 400, "position must be a whole number from 1"),
         (second, {"position": 1.5}, 400, "position must be a whole number from 1"),
         (second, {"position": True}, 400, "position must be a whole number from 1"),
+        (second, {"title": "New", "position": None}, 400, "position must not be null"),
     ]
     for lesson_id, edit, status, why in refused:
         response = await running.http.patch(f"/api/lessons/{lesson_id}", json=edit)

@@ -277,6 +277,10 @@ def parse_lesson_edit(data: dict[str, Any]) -> LessonEdit:
     unknown = set(data) - {"title", "description", "content", "position"}
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+    # The document has no null for them, and an edit may not half-happen by ignoring one.
+    nulls = sorted(field for field, value in data.items() if value is None)
+    if nulls:
+        raise BadRequest(f"{', '.join(nulls)} must not be null: leave a field out to keep it")
     edit = LessonEdit(
         title=_line(data, "title", 1, 300),
         description=_text_field(data, "description", 2000),
